@@ -1,0 +1,193 @@
+"""Build the pieces of a training run and fit/test them with Lightning."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from lora_exp.records import environment
+
+log = logging.getLogger("lora_exp")
+
+
+def quiet_library_logging() -> None:
+    """Route Lightning's messages through Hydra's handlers once (it adds its own handler)."""
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True
+
+
+def resolve_precision(precision: str) -> str:
+    """auto -> bf16-mixed on a bf16-capable GPU (the paper trains in mixed precision), else fp32."""
+    import torch
+
+    if precision != "auto":
+        return precision
+    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return "bf16-mixed"
+    return "32-true"
+
+
+def wandb_mode(requested: str) -> str:
+    """auto -> online only with credentials, so a run never stops at a login prompt."""
+    if requested != "auto":
+        return requested
+    if os.environ.get("WANDB_API_KEY"):
+        return "online"
+    netrc = Path.home() / ".netrc"
+    if netrc.exists() and "api.wandb.ai" in netrc.read_text(errors="ignore"):
+        return "online"
+    return "offline"
+
+
+def build_loggers(cfg: DictConfig, run_dir: Path) -> list:
+    """The CSV log always (a plain-file copy of every metric), plus wandb when chosen."""
+    from lightning.pytorch.loggers import CSVLogger
+
+    loggers = [CSVLogger(save_dir=str(run_dir), name="csv", version="")]  # run_dir/csv/metrics.csv
+    if cfg.logger.name == "wandb":
+        from lightning.pytorch.loggers import WandbLogger
+
+        mode = wandb_mode(cfg.logger.mode)
+        os.environ["WANDB_MODE"] = mode  # never prompt for a login
+        loggers.append(
+            WandbLogger(
+                project=cfg.logger.project,
+                entity=cfg.logger.entity,
+                group=cfg.logger.group,
+                tags=list(cfg.logger.tags),
+                save_dir=str(run_dir),
+                offline=(mode == "offline"),
+                job_type=cfg.method.name,
+            )
+        )
+    return loggers
+
+
+def best_entry(history: list[dict], key: str) -> dict | None:
+    """The validation epoch with the highest `key` (the first one on ties)."""
+    scored = [h for h in history if key in h]
+    return max(scored, key=lambda h: h[key]) if scored else None
+
+
+def fit_and_test(cfg: DictConfig, record: dict, run_dir: Path, overrides: list[str]) -> None:
+    """Train, pick the best validation epoch, test its checkpoint; fill `record` in place."""
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from lora_exp.measure.params import count_parameters
+    from lora_exp.methods import build_method
+    from lora_exp.models import get_family, load_backbone, load_tokenizer
+    from lora_exp.module import ClassificationModule
+    from lora_exp.tasks.datamodule import TaskDataModule
+
+    quiet_library_logging()
+    L.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    record["environment"] = environment()
+    task, family = cfg.task, get_family(cfg.model.family)
+    method = build_method(cfg.method)
+    if not method.uses_rank and any(o.startswith(("rank=", "alpha=")) for o in overrides):
+        log.warning("method %s has no rank or alpha; the override is ignored", method.name)
+
+    tokenizer = load_tokenizer(cfg.model)
+    data = TaskDataModule(
+        task,
+        cfg.budget,
+        tokenizer,
+        int(cfg.batch_size),
+        int(cfg.eval_batch_size),
+        int(cfg.trainer.num_workers),
+    )
+    data.setup()  # load the data before the model: a missing data set fails fast
+    record["task"].update(data.info)
+
+    regression = task.problem == "regression"
+    model = load_backbone(
+        cfg.model, 1 if regression else len(task.label_names), task.problem, tokenizer.pad_token_id
+    )
+    method.apply(model, family)
+    model.train()  # from_pretrained returns eval mode and Lightning keeps it: dropout would be off
+    counts = count_parameters(model, family)
+    record["params"] = counts
+    log.info(
+        "%s on %s: %s",
+        method.describe(),
+        cfg.model.name,
+        ", ".join(f"{k}={v:,}" for k, v in counts.items()),
+    )
+
+    module = ClassificationModule(
+        model,
+        method,
+        task,
+        optim={
+            "lr": float(cfg.lr),
+            "weight_decay": float(cfg.weight_decay),
+            "warmup_ratio": float(cfg.warmup_ratio),
+        },
+        merge_on_eval=bool(cfg.method.get("merge_on_eval", True)),
+    )
+    monitor = f"val/{task.primary_metric}"
+    checkpoint = ModelCheckpoint(
+        dirpath=str(run_dir / "checkpoints"),
+        filename="best",
+        monitor=monitor,
+        mode="max",
+        save_top_k=1,
+        save_weights_only=True,
+    )
+    loggers = build_loggers(cfg, run_dir)
+    trainer = L.Trainer(
+        max_epochs=int(cfg.epochs),
+        accelerator=cfg.trainer.accelerator,
+        devices=cfg.trainer.devices,
+        precision=resolve_precision(cfg.trainer.precision),
+        gradient_clip_val=cfg.trainer.gradient_clip_val,
+        deterministic=bool(cfg.trainer.deterministic),
+        log_every_n_steps=int(cfg.trainer.log_every_n_steps),
+        enable_progress_bar=bool(cfg.trainer.enable_progress_bar),
+        num_sanity_val_steps=0,
+        logger=loggers,
+        callbacks=[checkpoint],
+        default_root_dir=str(run_dir),
+        enable_model_summary=False,
+    )
+    for logger in trainer.loggers:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        logger.log_metrics(
+            {**counts, "test/majority_acc": data.info["majority_test_acc"] or 0.0}, step=0
+        )
+
+    trainer.fit(module, datamodule=data)
+    if trainer.interrupted:
+        raise KeyboardInterrupt("training was interrupted")
+    record["history"] = module.history
+    record["best"] = best_entry(module.history, monitor)
+    results = trainer.test(module, datamodule=data, ckpt_path="best", verbose=False)
+    record["test"] = {k: float(v) for k, v in results[0].items()}
+    for logger in trainer.loggers:
+        logger.save()
+    print_summary(cfg, record)
+
+
+def print_summary(cfg: DictConfig, record: dict) -> None:
+    """A short human summary at the end of a run."""
+    primary = record["primary_metric"]
+    best, test, info = record["best"] or {}, record["test"] or {}, record["task"]
+    params = record["params"]
+    lines = [
+        f"model={cfg.model.name} method={cfg.method.name} task={cfg.task.name} seed={cfg.seed}",
+        f"trainable params: {params['params/trainable']:,} (head excluded, the paper's count); "
+        f"{params['params/trainable_with_head']:,} with the head; {params['params/total']:,} total",
+        f"train examples used: {info['split_sizes_used']['train']:,} of "
+        f"{info['split_sizes_full']['train']:,} (budget={cfg.budget.name})",
+        f"best val/{primary}: {best.get('val/' + primary, float('nan')):.4f} "
+        f"(epoch {best.get('epoch')})",
+        "test: " + ", ".join(f"{k}={v:.4f}" for k, v in test.items()),
+    ]
+    if info.get("majority_test_acc") is not None:
+        lines.append(f"majority-class baseline test/acc: {info['majority_test_acc']:.4f}")
+    print("\n".join(["", "== lora_exp run summary ==", *lines]), flush=True)

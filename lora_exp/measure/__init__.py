@@ -1,0 +1,1 @@
+"""Measurements shared by training runs and benchmarks: parameter counts (and, later, latency)."""

@@ -1,0 +1,144 @@
+"""The LoRA layer (Hu et al. 2021, Sec. 4.1), for plain and fused projections.
+
+For a frozen pretrained weight W0 ∈ R^{d_out × d_in} the forward pass becomes
+
+    h = W0 x + (alpha / r) · B A x,    A ∈ R^{r × d_in},  B ∈ R^{d_out × r}
+
+with B = 0 at initialisation, so training starts from the pretrained function exactly. A is
+kaiming-uniform (a = sqrt(5)) as in the reference code (loralib `Linear.reset_parameters`) or
+Gaussian N(0, 1/r²) as the paper's text says ("random Gaussian"; std 1/r as PEFT's `gaussian`).
+
+Fused projections (GPT-2's `c_attn`, which computes [q; k; v] in one matmul) get one (A, B) pair per
+adapted part, like loralib's `MergedLinear(enable_lora=[True, False, True])`: an update of q and v
+only, not one rank-r update over all of q, k and v (which is what PEFT's default does).
+
+Merging replaces W0 by W0 + (alpha / r) B A; the unmerged W0 tensor is kept aside so that `unmerge`
+restores it bit for bit (subtracting the product again would drift in floating point).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+INITS = ("kaiming", "gaussian")
+
+
+class LoRALinear(nn.Module):
+    """A frozen linear layer plus a low-rank update on some of its output parts.
+
+    Args:
+        base: `nn.Linear` (weight d_out × d_in) or transformers' `Conv1D` (weight d_in × d_out).
+        rank: r ≥ 1.
+        alpha: scaling numerator; the update is scaled by alpha / rank.
+        dropout: dropout probability on the input of the low-rank path.
+        init: "kaiming" or "gaussian" for A (B is always zero).
+        parts: indices of the adapted parts of the output, e.g. (0, 2) for q and v of a fused qkv.
+        num_parts: into how many equal parts the output splits (1 for a plain projection).
+    """
+
+    def __init__(
+        self,
+        base: nn.Module,
+        rank: int,
+        alpha: float,
+        dropout: float = 0.0,
+        init: str = "kaiming",
+        parts: tuple[int, ...] = (0,),
+        num_parts: int = 1,
+    ):
+        super().__init__()
+        if init not in INITS:
+            raise ValueError(f"LoRA init must be one of {INITS}, got '{init}'")
+        self.base = base
+        # Conv1D stores its weight transposed (d_in × d_out), the "fan_in_fan_out" case of loralib.
+        self.fan_in_fan_out = not isinstance(base, nn.Linear)
+        d_in, d_out = base.weight.shape if self.fan_in_fan_out else base.weight.shape[::-1]
+        if d_out % num_parts:
+            raise ValueError(f"output size {d_out} does not split into {num_parts} parts")
+        self.in_features, self.out_features = d_in, d_out
+        self.rank, self.alpha, self.scaling = rank, alpha, alpha / rank
+        self.parts, self.num_parts = tuple(parts), num_parts
+        self.part_size = d_out // num_parts
+        device, dtype = base.weight.device, base.weight.dtype
+        p = len(self.parts)
+        self.lora_A = nn.Parameter(torch.empty(p * rank, d_in, device=device, dtype=dtype))
+        self.lora_B = nn.Parameter(
+            torch.zeros(p * self.part_size, rank, device=device, dtype=dtype)
+        )
+        self.lora_dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.merged = False
+        self._unmerged_weight: torch.Tensor | None = None
+        if device.type != "meta":
+            self.reset_lora_parameters(init)
+
+    def reset_lora_parameters(self, init: str) -> None:
+        """A random, B zero: the layer starts as exactly the base layer."""
+        if init == "kaiming":
+            nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
+        else:
+            nn.init.normal_(self.lora_A, std=1.0 / self.rank)
+        nn.init.zeros_(self.lora_B)
+
+    def delta_weight(self) -> torch.Tensor:
+        """ΔW = (alpha / r) B A in nn.Linear orientation, shape (d_out, d_in)."""
+        p, r, o = len(self.parts), self.rank, self.part_size
+        a = self.lora_A.view(p, r, self.in_features)  # (P, r, d_in)
+        b = self.lora_B.view(p, o, r)  # (P, o, r)
+        per_part = torch.bmm(b, a) * self.scaling  # (P, o, d_in)
+        if p == self.num_parts:  # every part adapted (the plain case): no zero blocks
+            return per_part.reshape(self.out_features, self.in_features)
+        delta = per_part.new_zeros(self.num_parts, o, self.in_features)
+        delta[list(self.parts)] = per_part
+        return delta.reshape(self.out_features, self.in_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        result = self.base(x)  # (..., d_out)
+        if self.merged:
+            return result
+        p, r, o = len(self.parts), self.rank, self.part_size
+        h = self.lora_dropout(x) @ self.lora_A.T  # (..., P r)
+        h = h.unflatten(-1, (p, r))  # (..., P, r)
+        update = torch.einsum("...pr,por->...po", h, self.lora_B.view(p, o, r)) * self.scaling
+        if p == self.num_parts:
+            return result + update.flatten(-2)  # (..., d_out)
+        pieces = [result.new_zeros(*result.shape[:-1], o) for _ in range(self.num_parts)]
+        for i, part in enumerate(self.parts):
+            pieces[part] = update[..., i, :]
+        return result + torch.cat(pieces, dim=-1)
+
+    @torch.no_grad()
+    def merge(self, keep_original: bool = True) -> None:
+        """W0 <- W0 + ΔW. With keep_original, W0 is kept so `unmerge` is exact."""
+        if self.merged:
+            return
+        delta = self.delta_weight().to(self.base.weight.dtype)
+        if self.fan_in_fan_out:
+            delta = delta.T
+        if keep_original:
+            self._unmerged_weight = self.base.weight.data
+            self.base.weight.data = self._unmerged_weight + delta
+        else:
+            self.base.weight.data += delta
+        self.merged = True
+
+    @torch.no_grad()
+    def unmerge(self) -> None:
+        """Restore W0 exactly (bit for bit when merged with keep_original)."""
+        if not self.merged:
+            return
+        if self._unmerged_weight is not None:
+            self.base.weight.data = self._unmerged_weight
+            self._unmerged_weight = None
+        else:
+            delta = self.delta_weight().to(self.base.weight.dtype)
+            self.base.weight.data -= delta.T if self.fan_in_fan_out else delta
+        self.merged = False
+
+    def extra_repr(self) -> str:
+        return (
+            f"rank={self.rank}, alpha={self.alpha}, parts={self.parts}/{self.num_parts}, "
+            f"merged={self.merged}"
+        )

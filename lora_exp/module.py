@@ -1,0 +1,125 @@
+"""The LightningModule for sequence classification (and regression, for STS-B).
+
+Optimisation follows the paper's appendix D: AdamW over the method's trainable parameters only,
+linear warm-up over `warmup_ratio` of the steps, then linear decay to zero (Table 9). Methods that
+can merge (LoRA) are merged for validation and test, so evaluation runs the model that would be
+deployed, with no extra latency, and unmerged exactly before training resumes.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from omegaconf import DictConfig
+
+from lora_exp.methods import Method
+from lora_exp.tasks.metrics import build_metrics
+
+
+class ClassificationModule(L.LightningModule):
+    """Wraps a (method-modified) HF sequence-classification model.
+
+    Args:
+        model: a transformers `*ForSequenceClassification` after `method.apply`.
+        method: the method, asked which parameters train, how to merge and what to save.
+        task_cfg: the `task` config group (metrics, problem type).
+        optim: dict with lr, weight_decay, warmup_ratio.
+        merge_on_eval: merge the method into the weights for validation and test.
+    """
+
+    def __init__(
+        self, model, method: Method, task_cfg: DictConfig, optim: dict, merge_on_eval: bool = True
+    ):
+        super().__init__()
+        self.model, self.method, self.optim = model, method, optim
+        self.merge_on_eval = merge_on_eval and method.can_merge
+        self.regression = task_cfg.problem == "regression"
+        num_labels = 1 if self.regression else len(task_cfg.label_names)
+        metrics = build_metrics(list(task_cfg.metrics), num_labels)
+        self.val_metrics = metrics.clone(prefix="val/")
+        self.test_metrics = metrics.clone(prefix="test/")
+        self.history: list[dict] = []  # one entry per validation epoch, for the run record
+        self._train_losses: list[float] = []
+        # Checkpoints hold only what the method saves, so loading must not demand frozen weights.
+        self.strict_loading = False
+
+    def forward(self, **batch):
+        return self.model(**batch)
+
+    def training_step(self, batch, batch_idx):
+        loss = self.model(**batch).loss
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False)
+        self._train_losses.append(loss.detach().item())
+        return loss
+
+    def _predictions(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.model(**batch).logits  # (batch, num_labels)
+        preds = logits.squeeze(-1) if self.regression else logits.argmax(-1)
+        return preds, batch["labels"]
+
+    def validation_step(self, batch, batch_idx):
+        self.val_metrics.update(*self._predictions(batch))
+
+    def test_step(self, batch, batch_idx):
+        self.test_metrics.update(*self._predictions(batch))
+
+    def on_validation_epoch_end(self):
+        values = {k: v.item() for k, v in self.val_metrics.compute().items()}
+        self.val_metrics.reset()
+        self.log_dict(values, prog_bar=True)
+        if self.trainer.sanity_checking:
+            return
+        entry = {"epoch": self.current_epoch, "step": self.global_step, **values}
+        if self._train_losses:
+            entry["train/loss_mean"] = sum(self._train_losses) / len(self._train_losses)
+            self._train_losses = []
+        self.history.append(entry)
+
+    def on_test_epoch_end(self):
+        values = {k: v.item() for k, v in self.test_metrics.compute().items()}
+        self.test_metrics.reset()
+        self.log_dict(values)
+
+    # --- merge for evaluation (LoRA Sec. 4.1: no additional inference latency) ---
+    def on_validation_model_eval(self):
+        super().on_validation_model_eval()
+        if self.merge_on_eval:
+            self.method.merge(self.model)
+
+    def on_validation_model_train(self):
+        if self.merge_on_eval:
+            self.method.unmerge(self.model)
+        super().on_validation_model_train()
+
+    def on_test_model_eval(self):
+        super().on_test_model_eval()
+        if self.merge_on_eval:
+            self.method.merge(self.model)
+
+    def on_test_model_train(self):
+        if self.merge_on_eval:
+            self.method.unmerge(self.model)
+        super().on_test_model_train()
+
+    # --- checkpoints hold only what trained ---
+    def on_save_checkpoint(self, checkpoint):
+        keep = {f"model.{name}" for name in self.method.state_to_save(self.model)}
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
+
+    def on_load_checkpoint(self, checkpoint):
+        self.method.unmerge(self.model)  # load A, B into the unmerged model, never a stale merge
+
+    def configure_optimizers(self):
+        from transformers import get_linear_schedule_with_warmup
+
+        params = self.method.trainable_parameters(self.model)
+        optimizer = torch.optim.AdamW(
+            params, lr=self.optim["lr"], weight_decay=self.optim["weight_decay"]
+        )
+        total = self.trainer.estimated_stepping_batches
+        warmup = int(self.optim["warmup_ratio"] * total)
+        scheduler = get_linear_schedule_with_warmup(optimizer, warmup, total)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }

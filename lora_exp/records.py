@@ -1,0 +1,166 @@
+"""The run record: one JSON file per run, written atomically, the source of every table.
+
+Schema (version 1) of `record.json`:
+
+    schema_version   1
+    status           running | success | failed | interrupted | dry_run
+    error            message when failed or interrupted, else null
+    run_dir          the run directory (Hydra's output directory)
+    config           the fully resolved config (model, method, task, knobs)
+    overrides        the command-line overrides, as typed
+    config_hash      sha256 of the resolved config minus paths and loggers (same cell -> same hash)
+    seed             the run's seed
+    task             {name, version, fingerprint, split_sizes_full, split_sizes_used,
+                      majority_test_acc, test_is_validation}
+    params           {params/trainable, params/head, params/trainable_with_head, params/total}
+    history          one entry per epoch: {epoch, step, val/<metric>..., train/loss_mean}
+    best             {epoch, step, val/<metric>...} of the best validation epoch
+    test             {test/<metric>...} of the best checkpoint
+    primary_metric   e.g. "acc": the metric that selects the best epoch and the table column
+    wall_time_s      seconds from start to the end of testing
+    started_at, finished_at   UTC ISO-8601
+    environment      {device, python, packages: {torch, transformers, ...}, git: {commit, dirty},
+                      slurm: {job_id, array_job_id, array_task_id} or null, hostname}
+
+Writes go to a temporary file in the same directory, are fsync'ed, then renamed over the target,
+so a reader never sees half a record and a crash never leaves one claiming success. Secrets from
+the environment (API keys, tokens, passwords) are replaced by "<redacted>" before anything is
+written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+SCHEMA_VERSION = 1
+PACKAGES = (
+    "torch",
+    "transformers",
+    "lightning",
+    "hydra-core",
+    "torchmetrics",
+    "datasets",
+    "peft",
+    "wandb",
+    "lora_exp",
+)
+SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL)", re.IGNORECASE)
+REDACTED = "<redacted>"
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def secret_values(environ: dict[str, str] | None = None) -> list[str]:
+    """Values of environment variables whose names look secret (at least 6 characters long)."""
+    environ = os.environ if environ is None else environ
+    return sorted(
+        {v for k, v in environ.items() if SECRET_NAME.search(k) and len(v) >= 6},
+        key=len,
+        reverse=True,
+    )
+
+
+def redact(obj, secrets: list[str] | None = None):
+    """Replace every occurrence of a secret value in strings nested anywhere in `obj`."""
+    secrets = secret_values() if secrets is None else secrets
+    if isinstance(obj, str):
+        for secret in secrets:
+            obj = obj.replace(secret, REDACTED)
+        return obj
+    if isinstance(obj, dict):
+        return {redact(k, secrets): redact(v, secrets) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [redact(v, secrets) for v in obj]
+    return obj
+
+
+def write_json_atomic(path: str | Path, data: dict) -> None:
+    """Write `data` as JSON to `path` atomically (temp file + fsync + rename), secrets redacted."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(redact(data), indent=2, sort_keys=True, default=str) + "\n"
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_record(path: str | Path) -> dict:
+    """Read one record, checking its schema version."""
+    record = json.loads(Path(path).read_text())
+    if record.get("schema_version") != SCHEMA_VERSION:
+        raise ValueError(
+            f"{path}: schema_version {record.get('schema_version')} != {SCHEMA_VERSION}"
+        )
+    return record
+
+
+def config_hash(config: dict) -> str:
+    """Identity of a table cell: the resolved config without where/how it was logged."""
+    relevant = {k: v for k, v in config.items() if k not in ("logger", "trainer")}
+    blob = json.dumps(relevant, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def git_state(repo: Path | None = None) -> dict:
+    """Commit and dirty flag of the code that ran (None outside a git checkout)."""
+    repo = repo or Path(__file__).resolve().parent.parent
+
+    def git(*args):
+        return subprocess.run(
+            ["git", *args], cwd=repo, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+    return {"commit": commit, "dirty": dirty}
+
+
+def environment() -> dict:
+    """Where and with what the run ran."""
+    import torch
+
+    versions = {}
+    for package in PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    if torch.cuda.is_available():
+        device = torch.cuda.get_device_name(0)
+    else:
+        device = f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+    slurm = {
+        key: os.environ.get(f"SLURM_{key.upper()}")
+        for key in ("job_id", "array_job_id", "array_task_id")
+    }
+    return {
+        "device": device,
+        "hostname": socket.gethostname(),
+        "python": sys.version.split()[0],
+        "packages": versions,
+        "git": git_state(),
+        "slurm": slurm if slurm["job_id"] else None,
+    }

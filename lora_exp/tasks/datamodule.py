@@ -1,0 +1,127 @@
+"""The Lightning data module: load a task's splits, subsample per budget, tokenise, batch.
+
+Tokenisation happens once, up front (`datasets.map`), and batches are padded dynamically to their
+longest example (`DataCollatorWithPadding`), which matters for short texts such as tweets.
+Subsamples (`budget.max_train_examples`, `budget.max_eval_examples`) are seeded by the task's split
+seed, not the run's seed, so different seeds of a configuration see the same examples.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+
+import lightning as L
+from omegaconf import DictConfig
+from torch.utils.data import DataLoader
+
+from lora_exp.tasks.registry import load_splits
+
+
+def _subsample(dataset, limit: int | None, seed: int):
+    if limit is None or limit >= len(dataset):
+        return dataset
+    return dataset.shuffle(seed=seed).select(range(int(limit)))
+
+
+def fingerprint(splits) -> str:
+    """sha256 over every split's texts and labels: changes if the data or the split change."""
+    digest = hashlib.sha256()
+    for name in ("train", "validation", "test"):
+        digest.update(name.encode())
+        for row in splits[name]:
+            digest.update(repr(sorted(row.items())).encode())
+    return digest.hexdigest()[:16]
+
+
+class TaskDataModule(L.LightningDataModule):
+    """Train/validation/test dataloaders for one task and tokenizer.
+
+    Args:
+        task_cfg: the `task` config group.
+        budget_cfg: the `budget` config group (subsample sizes).
+        tokenizer: a transformers tokenizer.
+        batch_size: training batch size.
+        eval_batch_size: validation/test batch size.
+        num_workers: dataloader workers.
+    """
+
+    def __init__(
+        self,
+        task_cfg: DictConfig,
+        budget_cfg: DictConfig,
+        tokenizer,
+        batch_size: int,
+        eval_batch_size: int,
+        num_workers: int = 0,
+    ):
+        super().__init__()
+        self.task_cfg, self.budget_cfg, self.tokenizer = task_cfg, budget_cfg, tokenizer
+        self.batch_size, self.eval_batch_size, self.num_workers = (
+            batch_size,
+            eval_batch_size,
+            num_workers,
+        )
+        self.splits = None
+        self.info: dict = {}
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits is not None:
+            return
+        from transformers import DataCollatorWithPadding
+
+        task, budget = self.task_cfg, self.budget_cfg
+        raw = load_splits(task)
+        seed = int(task.get("split", {}).get("seed", 0))
+        full_sizes = {name: len(raw[name]) for name in ("train", "validation", "test")}
+        raw["train"] = _subsample(raw["train"], budget.max_train_examples, seed)
+        raw["validation"] = _subsample(raw["validation"], budget.max_eval_examples, seed)
+        if task.get("test_is_validation"):
+            raw["test"] = raw["validation"]
+        self.info = {
+            "split_sizes_full": full_sizes,
+            "split_sizes_used": {name: len(raw[name]) for name in ("train", "validation", "test")},
+            "fingerprint": fingerprint(raw),
+            "majority_test_acc": self._majority_acc(raw),
+        }
+        fields = list(task.text_fields)
+
+        def tokenize(batch):
+            texts = [batch[field] for field in fields]
+            return self.tokenizer(*texts, truncation=True, max_length=int(task.max_seq_len))
+
+        self.splits = {
+            name: ds.map(tokenize, batched=True, remove_columns=fields).rename_column(
+                "label", "labels"
+            )
+            for name, ds in raw.items()
+        }
+        self.collate = DataCollatorWithPadding(self.tokenizer)
+
+    @staticmethod
+    def _majority_acc(raw) -> float | None:
+        """Accuracy of always predicting the most frequent training label (a sanity baseline)."""
+        labels = list(raw["train"]["label"])
+        if not labels or isinstance(labels[0], float):
+            return None
+        majority = Counter(labels).most_common(1)[0][0]
+        test = list(raw["test"]["label"])
+        return sum(1 for y in test if y == majority) / len(test)
+
+    def _loader(self, name: str, batch_size: int, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            self.splits[name],
+            batch_size=batch_size,
+            shuffle=shuffle,
+            collate_fn=self.collate,
+            num_workers=self.num_workers,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("validation", self.eval_batch_size, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", self.eval_batch_size, shuffle=False)

@@ -1,0 +1,59 @@
+"""Shared fixtures: offline environment, tiny models built from configs, Hydra composition."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+# Offline and quiet before anything imports transformers/datasets/wandb: a failed hub lookup can
+# otherwise wait for network time-outs.
+for _var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+    os.environ[_var] = "1"
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parent.parent
+CONF = ROOT / "conf"
+
+
+def compose(overrides: list[str] | None = None):
+    """The config `python run.py <overrides>` would run (Hydra's compose API)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return hydra_compose(config_name="config", overrides=overrides or [])
+
+
+def run_cli(args: list[str], cwd: Path = ROOT, env: dict | None = None, timeout: float = 600):
+    """Run `python run.py <args>` in a subprocess, as a user would."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def tiny_model():
+    """Factory: a tiny random-initialised HF model of a family, from conf/model/tiny-*.yaml."""
+    import torch
+
+    from lora_exp.models import load_backbone
+
+    def build(name: str = "tiny-bert", num_labels: int = 3, seed: int = 0):
+        cfg = compose([f"model={name}"])
+        torch.manual_seed(seed)
+        model = load_backbone(cfg.model, num_labels, "single_label_classification", pad_token_id=0)
+        return model.eval(), cfg
+
+    return build
