@@ -8,11 +8,15 @@ import sys
 from omegaconf import DictConfig
 
 from lora_exp.errors import UserError
+from lora_exp.records import redact
 
 
 def run_main(cfg: DictConfig) -> None:
     """Run `train.main`; print a `UserError` as one message and exit with its code."""
     logging.getLogger("lora_exp").setLevel(logging.INFO)
+    # Hydra has parsed the arguments; loggers such as wandb copy sys.argv into their run metadata,
+    # so a secret typed on the command line must not survive there either.
+    sys.argv = redact(sys.argv)
     try:
         from lora_exp.train import main
 

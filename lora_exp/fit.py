@@ -8,14 +8,14 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from lora_exp.records import environment
+from lora_exp.records import environment, redact
 
 log = logging.getLogger("lora_exp")
 
 
 def quiet_library_logging() -> None:
     """Route Lightning's messages through Hydra's handlers once (it adds its own handler)."""
-    for name in ("lightning.pytorch", "lightning.fabric"):
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
 
@@ -58,7 +58,7 @@ def build_loggers(cfg: DictConfig, run_dir: Path) -> list:
                 project=cfg.logger.project,
                 entity=cfg.logger.entity,
                 group=cfg.logger.group,
-                tags=list(cfg.logger.tags),
+                tags=redact(list(cfg.logger.tags)),
                 save_dir=str(run_dir),
                 offline=(mode == "offline"),
                 job_type=cfg.method.name,
@@ -73,8 +73,18 @@ def best_entry(history: list[dict], key: str) -> dict | None:
     return max(scored, key=lambda h: h[key]) if scored else None
 
 
-def fit_and_test(cfg: DictConfig, record: dict, run_dir: Path, overrides: list[str]) -> None:
-    """Train, pick the best validation epoch, test its checkpoint; fill `record` in place."""
+def fit_and_test(
+    cfg: DictConfig,
+    record: dict,
+    run_dir: Path,
+    overrides: list[str],
+    resume_from: Path | None = None,
+) -> None:
+    """Train, pick the best validation epoch, test its checkpoint; fill `record` in place.
+
+    Args:
+        resume_from: a `last.ckpt` of the same configuration to continue from (see resume.py).
+    """
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
 
@@ -100,6 +110,7 @@ def fit_and_test(cfg: DictConfig, record: dict, run_dir: Path, overrides: list[s
         int(cfg.batch_size),
         int(cfg.eval_batch_size),
         int(cfg.trainer.num_workers),
+        shuffle_seed=int(cfg.seed),
     )
     data.setup()  # load the data before the model: a missing data set fails fast
     record["task"].update(data.info)
@@ -131,14 +142,18 @@ def fit_and_test(cfg: DictConfig, record: dict, run_dir: Path, overrides: list[s
         merge_on_eval=bool(cfg.method.get("merge_on_eval", True)),
     )
     monitor = f"val/{task.primary_metric}"
-    checkpoint = ModelCheckpoint(
-        dirpath=str(run_dir / "checkpoints"),
+    checkpoint_dir = str(run_dir / "checkpoints")
+    # best.ckpt: what the method saves, at the best validation epoch (tested, kept).
+    best = ModelCheckpoint(
+        dirpath=checkpoint_dir,
         filename="best",
         monitor=monitor,
         mode="max",
         save_top_k=1,
         save_weights_only=True,
     )
+    # last.ckpt: with optimizer, scheduler, loop and RNG state, every epoch, to resume from.
+    last = ModelCheckpoint(dirpath=checkpoint_dir, save_top_k=0, save_last=True)
     loggers = build_loggers(cfg, run_dir)
     trainer = L.Trainer(
         max_epochs=int(cfg.epochs),
@@ -151,17 +166,17 @@ def fit_and_test(cfg: DictConfig, record: dict, run_dir: Path, overrides: list[s
         enable_progress_bar=bool(cfg.trainer.enable_progress_bar),
         num_sanity_val_steps=0,
         logger=loggers,
-        callbacks=[checkpoint],
+        callbacks=[best, last],
         default_root_dir=str(run_dir),
         enable_model_summary=False,
     )
     for logger in trainer.loggers:
-        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        logger.log_hyperparams(redact(OmegaConf.to_container(cfg, resolve=True)))
         logger.log_metrics(
             {**counts, "test/majority_acc": data.info["majority_test_acc"] or 0.0}, step=0
         )
 
-    trainer.fit(module, datamodule=data)
+    trainer.fit(module, datamodule=data, ckpt_path=str(resume_from) if resume_from else None)
     if trainer.interrupted:
         raise KeyboardInterrupt("training was interrupted")
     record["history"] = module.history
@@ -170,6 +185,7 @@ def fit_and_test(cfg: DictConfig, record: dict, run_dir: Path, overrides: list[s
     record["test"] = {k: float(v) for k, v in results[0].items()}
     for logger in trainer.loggers:
         logger.save()
+    (run_dir / "checkpoints" / "last.ckpt").unlink(missing_ok=True)  # finished: nothing to resume
     print_summary(cfg, record)
 
 

@@ -105,9 +105,21 @@ class ClassificationModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint):
         keep = {f"model.{name}" for name in self.method.state_to_save(self.model)}
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
+        # For exact resumption: the epoch history and the RNG that drives dropout.
+        checkpoint["lora_exp"] = {
+            "history": list(self.history),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        }
 
     def on_load_checkpoint(self, checkpoint):
         self.method.unmerge(self.model)  # load A, B into the unmerged model, never a stale merge
+        state = checkpoint.get("lora_exp")
+        if state is not None and "optimizer_states" in checkpoint:  # a resume, not a best.ckpt test
+            self.history = list(state["history"])
+            torch.set_rng_state(state["torch_rng"])
+            if state["cuda_rng"] is not None and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(state["cuda_rng"])
 
     def configure_optimizers(self):
         from transformers import get_linear_schedule_with_warmup

@@ -114,10 +114,30 @@ def load_record(path: str | Path) -> dict:
     return record
 
 
+# Settings that change where or how a run is logged or launched, never its results.
+NOT_IN_HASH = (
+    "logger",
+    "launcher",
+    "force",
+    "records_root",
+    "run_dir",
+    "trainer.enable_progress_bar",
+    "trainer.log_every_n_steps",
+    "trainer.num_workers",
+)
+
+
 def config_hash(config: dict) -> str:
-    """Identity of a table cell: the resolved config without where/how it was logged."""
-    relevant = {k: v for k, v in config.items() if k not in ("logger", "trainer")}
-    blob = json.dumps(relevant, sort_keys=True, default=str).encode()
+    """Identity of a table cell: the resolved config minus `NOT_IN_HASH` (logging, launching)."""
+    relevant = json.loads(json.dumps(config, default=str))
+    for dotted in NOT_IN_HASH:
+        *parents, leaf = dotted.split(".")
+        node = relevant
+        for key in parents:
+            node = node.get(key, {}) if isinstance(node, dict) else {}
+        if isinstance(node, dict):
+            node.pop(leaf, None)
+    blob = json.dumps(relevant, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
 

@@ -8,6 +8,7 @@ within seconds.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -17,7 +18,16 @@ from omegaconf import DictConfig, OmegaConf
 
 from lora_exp import checks
 from lora_exp.errors import UserError
-from lora_exp.records import SCHEMA_VERSION, config_hash, environment, utc_now, write_json_atomic
+from lora_exp.records import (
+    SCHEMA_VERSION,
+    config_hash,
+    environment,
+    load_record,
+    redact,
+    utc_now,
+    write_json_atomic,
+)
+from lora_exp.resume import find_resume_checkpoint, find_success
 
 log = logging.getLogger("lora_exp")
 RECORD_NAME = "record.json"
@@ -59,6 +69,30 @@ def offline_if_hub_unreachable() -> None:
             os.environ.setdefault(var, "1")
 
 
+def scrub_hydra_dumps(run_dir: Path) -> None:
+    """Redact secrets that reached Hydra's config dumps (.hydra/*.yaml) through the command line."""
+    for dump in (run_dir / ".hydra").glob("*.yaml"):
+        text = dump.read_text()
+        clean = redact(text)
+        if clean != text:
+            dump.write_text(clean)
+
+
+def check_run_dir_is_ours(record_path: Path, cell: str) -> None:
+    """Refuse to overwrite another configuration's record in the same directory."""
+    if not record_path.exists():
+        return
+    try:
+        other = json.loads(record_path.read_text()).get("config_hash")
+    except (OSError, json.JSONDecodeError):
+        return
+    if other != cell:
+        raise UserError(
+            f"{record_path} belongs to another configuration (config_hash {other}, this run "
+            f"{cell}); choose another hydra.run.dir"
+        )
+
+
 def new_record(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
     resolved = OmegaConf.to_container(cfg, resolve=True)
     return {
@@ -79,6 +113,7 @@ def new_record(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
         "params": {},
         "history": [],
         "best": None,
+        "resumed_from": None,
         "test": None,
         "started_at": utc_now(),
         "finished_at": None,
@@ -92,6 +127,7 @@ def main(cfg: DictConfig) -> dict:
     start = time.time()
     run_dir, overrides = run_dir_and_overrides(cfg)
     check_before_loading(cfg, overrides)
+    scrub_hydra_dumps(run_dir)
     offline_if_hub_unreachable()
     record = new_record(cfg, run_dir, overrides)
     record_path = run_dir / RECORD_NAME
@@ -99,11 +135,22 @@ def main(cfg: DictConfig) -> dict:
         from lora_exp.dry_run import dry_run
 
         return dry_run(cfg, record, record_path, start)
+    roots = [Path(cfg.records_root), run_dir]
+    done = None if cfg.force else find_success(roots, record["config_hash"])
+    if done is not None:
+        log.info("already done, skipping (force=true reruns): %s", done)
+        print(f"already done: {done} (pass force=true to run again)", flush=True)
+        return load_record(done)
+    check_run_dir_is_ours(record_path, record["config_hash"])
+    resume_from = find_resume_checkpoint(run_dir, roots, record["config_hash"])
+    if resume_from is not None:
+        log.info("resuming from %s", resume_from)
+        record["resumed_from"] = str(resume_from)
     write_json_atomic(record_path, record)
     try:
         from lora_exp.fit import fit_and_test
 
-        fit_and_test(cfg, record, run_dir, overrides)
+        fit_and_test(cfg, record, run_dir, overrides, resume_from)
         record["status"] = "success"
     except (KeyboardInterrupt, SystemExit) as exc:
         record.update(status="interrupted", error=f"{type(exc).__name__}: {exc}")

@@ -1,0 +1,60 @@
+"""Idempotent and resumable runs: find a finished cell, or the checkpoint to resume from.
+
+A *cell* is one configuration (one table cell for one seed), identified by `records.config_hash`.
+Before training, `main` looks under `records_root` (and in its own run directory) for a record of
+the same cell:
+
+* status success  -> the run is skipped with a log line (a resubmitted sweep runs only the missing
+  cells); `force=true` trains again.
+* not finished, with `checkpoints/last.ckpt` -> training resumes from that checkpoint. The own run
+  directory comes first: a SLURM job requeued after a time limit or preemption keeps its directory
+  (submitit re-runs the same job), so this is the one resume mechanism, for crashes and requeues.
+
+Checkpoints are written at the end of every epoch; together with the epoch-seeded sampler and the
+saved RNG state, a resumed run ends with the same metrics as an uninterrupted one (CPU, fixed seed).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+RECORD_NAME = "record.json"
+LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
+
+
+def _records(root: Path):
+    if not root.exists():
+        return
+    for path in sorted(root.rglob(RECORD_NAME)):
+        try:
+            yield path, json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue  # a record being replaced right now, or not ours
+
+
+def find_success(roots: list[Path], cell: str) -> Path | None:
+    """Path of a successful record of `cell` under any of `roots`, else None."""
+    for root in roots:
+        for path, record in _records(root):
+            if record.get("config_hash") == cell and record.get("status") == "success":
+                return path
+    return None
+
+
+def find_resume_checkpoint(run_dir: Path, roots: list[Path], cell: str) -> Path | None:
+    """The checkpoint to resume `cell` from: the own run directory's, else the newest elsewhere."""
+    own = run_dir / LAST_CHECKPOINT
+    if own.exists():
+        return own
+    candidates = []
+    for root in roots:
+        for path, record in _records(root):
+            last = path.parent / LAST_CHECKPOINT
+            if (
+                record.get("config_hash") == cell
+                and record.get("status") != "success"
+                and last.exists()
+            ):
+                candidates.append(last)
+    return max(candidates, key=lambda p: p.stat().st_mtime) if candidates else None
