@@ -174,6 +174,7 @@ def load_backbone(model_cfg: DictConfig, num_labels: int, problem_type: str, pad
         problem_type: transformers' problem type (`single_label_classification` or `regression`).
         pad_token_id: the tokenizer's pad id (GPT-2 needs it to find the last real token).
     """
+    import torch
     from transformers import AutoModelForSequenceClassification
 
     source = weights_source(model_cfg)
@@ -182,8 +183,10 @@ def load_backbone(model_cfg: DictConfig, num_labels: int, problem_type: str, pad
         config.pad_token_id = pad_token_id
         return AutoModelForSequenceClassification.from_config(config)
     with _hub_errors(model_cfg, "weights"):
+        # fp32 master weights whatever the checkpoint's dtype (the fp16 offline copy, bf16 hubs):
+        # mixed precision is the Trainer's job, not the checkpoint's.
         model = AutoModelForSequenceClassification.from_pretrained(
-            source, num_labels=num_labels, problem_type=problem_type
+            source, num_labels=num_labels, problem_type=problem_type, dtype=torch.float32
         )
     model.config.pad_token_id = pad_token_id
     return model
