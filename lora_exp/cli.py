@@ -23,4 +23,14 @@ def run_main(cfg: DictConfig) -> None:
         main(cfg)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr, flush=True)
+        if in_multirun():
+            raise  # Hydra marks this cell failed and the rest of the sweep goes on
         sys.exit(err.exit_code)
+
+
+def in_multirun() -> bool:
+    """True inside one job of a Hydra multirun (sweep)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN

@@ -20,6 +20,17 @@ def quiet_library_logging() -> None:
         logging.getLogger(name).propagate = True
 
 
+def slurm_plugins() -> list:
+    """Under SLURM, switch off Lightning's own requeue-on-signal.
+
+    Requeueing is the launcher's job (submitit, or slurm/array.sbatch's trap); the requeued job
+    resumes from checkpoints/last.ckpt (resume.py). Two competing mechanisms would requeue twice.
+    """
+    from lightning.pytorch.plugins.environments import SLURMEnvironment
+
+    return [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []
+
+
 def resolve_precision(precision: str) -> str:
     """auto -> bf16-mixed on a bf16-capable GPU (the paper trains in mixed precision), else fp32."""
     import torch
@@ -120,6 +131,12 @@ def fit_and_test(
         cfg.model, 1 if regression else len(task.label_names), task.problem, tokenizer.pad_token_id
     )
     method.apply(model, family)
+    if task.get("init_from"):  # MRPC/RTE/STS-B from the best MNLI checkpoint (App. D)
+        from lora_exp.tasks.init_from import find_init_checkpoint, load_init_checkpoint
+
+        source = find_init_checkpoint(cfg, Path(str(cfg.records_root)))
+        load_init_checkpoint(model, source, family)
+        record["init_from"] = str(source)
     model.train()  # from_pretrained returns eval mode and Lightning keeps it: dropout would be off
     counts = count_parameters(model, family)
     record["params"] = counts
@@ -153,7 +170,14 @@ def fit_and_test(
         save_weights_only=True,
     )
     # last.ckpt: with optimizer, scheduler, loop and RNG state, every epoch, to resume from.
-    last = ModelCheckpoint(dirpath=checkpoint_dir, save_top_k=0, save_last=True)
+    # (save_last with save_top_k=0 writes only when training ends in Lightning 2.6: not resumable.)
+    last = ModelCheckpoint(
+        dirpath=checkpoint_dir,
+        filename="last",
+        monitor=None,
+        save_top_k=1,
+        enable_version_counter=False,
+    )
     loggers = build_loggers(cfg, run_dir)
     trainer = L.Trainer(
         max_epochs=int(cfg.epochs),
@@ -169,6 +193,7 @@ def fit_and_test(
         callbacks=[best, last],
         default_root_dir=str(run_dir),
         enable_model_summary=False,
+        plugins=slurm_plugins(),
     )
     for logger in trainer.loggers:
         logger.log_hyperparams(redact(OmegaConf.to_container(cfg, resolve=True)))
@@ -176,6 +201,11 @@ def fit_and_test(
             {**counts, "test/majority_acc": data.info["majority_test_acc"] or 0.0}, step=0
         )
 
+    if resume_from is not None:
+        import torch
+
+        state = torch.load(resume_from, map_location="cpu", weights_only=False)
+        record["resumed_from_epoch"] = int(state["epoch"])  # the epoch the checkpoint ended
     trainer.fit(module, datamodule=data, ckpt_path=str(resume_from) if resume_from else None)
     if trainer.interrupted:
         raise KeyboardInterrupt("training was interrupted")
@@ -183,6 +213,9 @@ def fit_and_test(
     record["best"] = best_entry(module.history, monitor)
     results = trainer.test(module, datamodule=data, ckpt_path="best", verbose=False)
     record["test"] = {k: float(v) for k, v in results[0].items()}
+    from lora_exp.tasks.extra_eval import score_extra_splits
+
+    record["test"].update(score_extra_splits(trainer, module, data, task))  # MNLI: test/acc_mm
     for logger in trainer.loggers:
         logger.save()
     (run_dir / "checkpoints" / "last.ckpt").unlink(missing_ok=True)  # finished: nothing to resume

@@ -144,8 +144,18 @@ def build_config(model_cfg: DictConfig, num_labels: int, problem_type: str):
     arch = OmegaConf.to_container(model_cfg.arch, resolve=True)
     model_type = arch.pop("model_type")
     return AutoConfig.for_model(
-        model_type, num_labels=num_labels, problem_type=problem_type, **arch
+        model_type,
+        num_labels=num_labels,
+        problem_type=problem_type,
+        **arch,
+        **config_overrides(model_cfg),
     )
+
+
+def config_overrides(model_cfg: DictConfig) -> dict:
+    """`model.config_overrides`: transformers config fields a paper setup changes (cls_dropout)."""
+    overrides = model_cfg.get("config_overrides")
+    return OmegaConf.to_container(overrides, resolve=True) if overrides else {}
 
 
 def load_tokenizer(model_cfg: DictConfig):
@@ -186,7 +196,11 @@ def load_backbone(model_cfg: DictConfig, num_labels: int, problem_type: str, pad
         # fp32 master weights whatever the checkpoint's dtype (the fp16 offline copy, bf16 hubs):
         # mixed precision is the Trainer's job, not the checkpoint's.
         model = AutoModelForSequenceClassification.from_pretrained(
-            source, num_labels=num_labels, problem_type=problem_type, dtype=torch.float32
+            source,
+            num_labels=num_labels,
+            problem_type=problem_type,
+            dtype=torch.float32,
+            **config_overrides(model_cfg),
         )
     model.config.pad_token_id = pad_token_id
     return model

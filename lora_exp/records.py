@@ -16,7 +16,11 @@ Schema (version 1) of `record.json`:
     history          one entry per epoch: {epoch, step, val/<metric>..., train/loss_mean}
     best             {epoch, step, val/<metric>...} of the best validation epoch
     test             {test/<metric>...} of the best checkpoint
-    primary_metric   e.g. "acc": the metric that selects the best epoch and the table column
+    primary_metric   e.g. "acc": the metric that selects the best epoch
+    table_metric     the metric of the task's column in the paper's table (CoLA mcc, STS-B pearson)
+    init_from        the checkpoint the method's weights started from (MRPC/RTE/STS-B from MNLI)
+    resumed_from, resumed_from_epoch   the checkpoint a resumed run continued from, its epoch
+    reused_from      only in a skipped cell's copy: the successful record it repeats
     wall_time_s      seconds from start to the end of testing
     started_at, finished_at   UTC ISO-8601
     environment      {device, python, packages: {torch, transformers, ...}, git: {commit, dirty},

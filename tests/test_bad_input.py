@@ -50,6 +50,7 @@ def test_offline_glue_fails_within_five_seconds_of_startup(tmp_path):
     assert "hub (huggingface.co) is not reachable" in result.stderr
 
 
+@pytest.mark.slow
 def test_secrets_never_reach_the_run_directory(tmp_path):
     secret = "sk-test-0123456789abcdef"
     run_dir = tmp_path / "run"

@@ -87,10 +87,13 @@ def test_rerunning_a_finished_configuration_is_a_no_op(finished_run):
     result = run_cli([*TINY, f"hydra.run.dir={again}", f"records_root={root}"])
     assert result.returncode == 0
     assert "already done" in result.stdout
-    assert not (again / "record.json").exists()
-    assert not (again / "checkpoints").exists()
+    assert not (again / "checkpoints").exists()  # nothing trained
+    copy = json.loads((again / "record.json").read_text())
+    assert copy["reused_from"] == str(root / "a" / "record.json")
+    assert copy["test"] == _record(root / "a")["test"]
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumes_and_ends_like_an_uninterrupted_one(finished_run, tmp_path):
     _, run_dir, _ = finished_run
     args = [
@@ -112,6 +115,7 @@ def test_a_killed_run_resumes_and_ends_like_an_uninterrupted_one(finished_run, t
     assert result.returncode == 0, result.stderr[-3000:]
     resumed, uninterrupted = _record(tmp_path / "k"), _record(run_dir)
     assert resumed["status"] == "success" and resumed["resumed_from"].endswith("last.ckpt")
+    assert resumed["resumed_from_epoch"] < 2  # killed mid-training, not after the last epoch
     assert resumed["test"] == uninterrupted["test"]
     for a, b in zip(resumed["history"], uninterrupted["history"], strict=True):
         assert a == pytest.approx(b)

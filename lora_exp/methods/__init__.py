@@ -1,6 +1,13 @@
 """Fine-tuning methods, one module each, registered by name (see `base.Method`)."""
 
-from lora_exp.methods import full_ft, lora  # noqa: F401  (importing registers them)
+from lora_exp.methods import (  # noqa: F401  (importing registers them)
+    adapter,
+    bitfit,
+    ft_top2,
+    full_ft,
+    lora,
+    prefix,
+)
 from lora_exp.methods.base import Method
 from lora_exp.methods.registry import METHODS, build_method, register
 

@@ -9,6 +9,10 @@ each.
 Examples: RoBERTa-base r=8 on q,v: 12 · 2 · 2 · 768 · 8 = 294,912 (the paper's 0.3M);
 GPT-2 medium r=4 on q,v: 393,216 (the paper prints 0.35M, see microsoft/LoRA#172).
 The pretrained weights, biases and LayerNorms are frozen; the classification head trains.
+
+A rank-r update of a d_out × d_in matrix needs r <= min(d_in, d_out) (per part of a fused
+projection); a larger rank is a UserError. `merge`/`unmerge` fold ΔW in and out exactly (for
+evaluation); `merge_and_unload` folds it in for good, leaving the plain base architecture.
 """
 
 from __future__ import annotations
@@ -19,8 +23,8 @@ import torch
 from torch import nn
 
 from lora_exp.errors import UserError
-from lora_exp.methods.base import Method, freeze_all_but_head
-from lora_exp.methods.lora_layer import LoRALinear
+from lora_exp.methods.base import Method, freeze_all_but_head, replace_module
+from lora_exp.methods.lora_layer import LoRALinear, weight_dims
 from lora_exp.methods.registry import register
 from lora_exp.models import Family
 
@@ -54,6 +58,22 @@ def plan_targets(model: nn.Module, family: Family, targets: list[str]) -> dict[s
     return {name: (tuple(sorted(parts)), n) for name, (parts, n) in plan.items()}
 
 
+def check_rank(module_name: str, module: nn.Module, rank: int, num_parts: int) -> None:
+    """A rank-r update of a d_out × d_in matrix needs r <= min(d_in, d_out).
+
+    Raises:
+        UserError: naming the matrix, its shape and the largest rank it allows.
+    """
+    d_in, d_out = weight_dims(module)
+    d_out //= num_parts  # a fused projection: each adapted part is its own matrix
+    if rank > min(d_in, d_out):
+        raise UserError(
+            f"rank={rank} is larger than the adapted matrix allows: {module_name} is "
+            f"{d_out} x {d_in}{' per fused part' if num_parts > 1 else ''}, so rank must be "
+            f"<= {min(d_in, d_out)}"
+        )
+
+
 @register
 class LoRA(Method):
     """Low-rank updates on the chosen weight matrices; merges for inference."""
@@ -64,22 +84,16 @@ class LoRA(Method):
 
     def apply(self, model: nn.Module, family: Family) -> None:
         cfg = self.cfg
+        rank = int(cfg.rank)
+        settings = {"alpha": float(cfg.alpha), "dropout": float(cfg.dropout), "init": str(cfg.init)}
+        plan = plan_targets(model, family, list(cfg.targets))
+        for module_name, (_, num_parts) in plan.items():
+            check_rank(module_name, model.get_submodule(module_name), rank, num_parts)
         freeze_all_but_head(model, family)
-        for module_name, (parts, num_parts) in plan_targets(
-            model, family, list(cfg.targets)
-        ).items():
-            parent_name, _, child = module_name.rpartition(".")
-            parent = model.get_submodule(parent_name)
-            layer = LoRALinear(
-                getattr(parent, child),
-                rank=int(cfg.rank),
-                alpha=float(cfg.alpha),
-                dropout=float(cfg.dropout),
-                init=str(cfg.init),
-                parts=parts,
-                num_parts=num_parts,
-            )
-            setattr(parent, child, layer)
+        for module_name, (parts, num_parts) in plan.items():
+            base = model.get_submodule(module_name)
+            layer = LoRALinear(base, rank=rank, parts=parts, num_parts=num_parts, **settings)
+            replace_module(model, module_name, layer)
 
     def merge(self, model: nn.Module) -> None:
         for layer in lora_layers(model):
@@ -88,6 +102,14 @@ class LoRA(Method):
     def unmerge(self, model: nn.Module) -> None:
         for layer in lora_layers(model):
             layer.unmerge()
+
+    def merge_and_unload(self, model: nn.Module) -> None:
+        """W0 <- W0 + ΔW for good, and each LoRALinear replaced by its base layer again."""
+        for name, module in list(model.named_modules()):
+            if isinstance(module, LoRALinear):
+                module.unmerge()  # start from the exact W0, whatever state it was left in
+                module.merge(keep_original=False)
+                replace_module(model, name, module.base)
 
     def state_to_save(self, model: nn.Module) -> dict[str, torch.Tensor]:
         """Only A, B and the head: 1.2 MB for RoBERTa-base r=8 instead of 500 MB."""

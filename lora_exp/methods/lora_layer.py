@@ -26,6 +26,12 @@ from torch import nn
 INITS = ("kaiming", "gaussian")
 
 
+def weight_dims(base: nn.Module) -> tuple[int, int]:
+    """(d_in, d_out) of an `nn.Linear` or a transformers `Conv1D` (which stores W transposed)."""
+    rows, cols = base.weight.shape
+    return (cols, rows) if isinstance(base, nn.Linear) else (rows, cols)
+
+
 class LoRALinear(nn.Module):
     """A frozen linear layer plus a low-rank update on some of its output parts.
 
@@ -55,7 +61,7 @@ class LoRALinear(nn.Module):
         self.base = base
         # Conv1D stores its weight transposed (d_in × d_out), the "fan_in_fan_out" case of loralib.
         self.fan_in_fan_out = not isinstance(base, nn.Linear)
-        d_in, d_out = base.weight.shape if self.fan_in_fan_out else base.weight.shape[::-1]
+        d_in, d_out = weight_dims(base)
         if d_out % num_parts:
             raise ValueError(f"output size {d_out} does not split into {num_parts} parts")
         self.in_features, self.out_features = d_in, d_out

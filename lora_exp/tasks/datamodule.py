@@ -76,14 +76,17 @@ class TaskDataModule(L.LightningDataModule):
         task, budget = self.task_cfg, self.budget_cfg
         raw = load_splits(task)
         seed = int(task.get("split", {}).get("seed", 0))
-        full_sizes = {name: len(raw[name]) for name in ("train", "validation", "test")}
+        names = ("train", "validation", "test", *(task.get("extra_eval_splits") or {}))
+        full_sizes = {name: len(raw[name]) for name in names}
         raw["train"] = _subsample(raw["train"], budget.max_train_examples, seed)
         raw["validation"] = _subsample(raw["validation"], budget.max_eval_examples, seed)
         if task.get("test_is_validation"):
             raw["test"] = raw["validation"]
+            for name in names[3:]:  # extra dev splits (MNLI mismatched) are scored like test
+                raw[name] = _subsample(raw[name], budget.max_eval_examples, seed)
         self.info = {
             "split_sizes_full": full_sizes,
-            "split_sizes_used": {name: len(raw[name]) for name in ("train", "validation", "test")},
+            "split_sizes_used": {name: len(raw[name]) for name in names},
             "fingerprint": fingerprint(raw, list(task.text_fields)),
             "majority_test_acc": self._majority_acc(raw),
         }

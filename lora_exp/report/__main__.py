@@ -1,0 +1,185 @@
+"""`python -m lora_exp.report`: every table and figure of an artifact from its run records.
+
+    python -m lora_exp.report embedded_rank                      # results/embedded_rank/runs -> .
+    python -m lora_exp.report table2_roberta_base --runs DIR --out DIR
+    python -m lora_exp.report table6_rank --wandb ENTITY/PROJECT  # fill missing records from wandb
+    python -m lora_exp.report section7 --runs RUN_R8 RUN_R64      # Sec. 7 -> results/section7/
+    python -m lora_exp.report readme                              # README block from table.md files
+    python -m lora_exp.report all                                 # every results/<artifact>/runs
+
+Writes `table.md`, `table.csv`, `table.tex` and the artifact's figures (PNG and PDF) into
+`results/<artifact>/` (or --out). The same records give byte-identical files. Bad input (no
+records, only stale task versions, a run without LoRA weights) ends with one message, exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from lora_exp.errors import UserError
+
+ARTIFACTS = {
+    "table1_latency": "latency",
+    "table2_roberta_base": "glue",
+    "table2_roberta_large": "glue",
+    "table2_deberta": "glue",
+    "table3_gpt2_e2e": "e2e",
+    "table5_weight_types": "weight_types",
+    "table6_rank": "rank",
+    "embedded_methods": "methods",
+    "embedded_rank": "rank",
+    "embedded_weight_types": "weight_types",
+}
+SCORES = {
+    "test": "score: the test split at the best validation epoch (GLUE: the dev set, as the paper)",
+    "val": "score: the validation split at the best epoch (the paper's statistic)",
+}
+PREFIXES = {"table1": "latency", "table2": "glue", "table3": "e2e"}
+PREFIXES |= {"table5": "weight_types", "table6": "rank"}
+
+
+def project_root() -> Path:
+    """The checkout holding conf/ and experiments/: the working directory if it has conf/task."""
+    cwd = Path.cwd()
+    if (cwd / "conf" / "task").is_dir():
+        return cwd
+    return Path(__file__).resolve().parents[2]
+
+
+def layout_name(artifact: str, override: str | None) -> str:
+    """The layout of an artifact: --layout, the registry, or the `tableN` prefix of its name."""
+    if override:
+        return override
+    if artifact in ARTIFACTS:
+        return ARTIFACTS[artifact]
+    for prefix, name in PREFIXES.items():
+        if artifact.startswith(prefix):
+            return name
+    known = ", ".join(sorted(ARTIFACTS))
+    raise UserError(
+        f"unknown artifact '{artifact}': known artifacts are {known}; for another name pass "
+        "--layout glue|e2e|weight_types|rank|methods|latency"
+    )
+
+
+def report_artifact(
+    artifact: str,
+    runs: list[Path],
+    out: Path,
+    layout: str | None = None,
+    root: Path | None = None,
+    versions: dict | None = None,
+    wandb_path: str | None = None,
+    score: str = "test",
+) -> list[Path]:
+    """Tables and figures of one artifact; returns the files written (sorted)."""
+    from lora_exp.report import paper, plots, render, tables
+    from lora_exp.report.load import load_cells, read_records
+
+    root = root or project_root()
+    name = layout_name(artifact, layout)
+    paper_csv = root / "experiments" / artifact / "paper.csv"
+    extra = []
+    if wandb_path:
+        from lora_exp.report.wandb_source import missing_from_wandb
+
+        extra = missing_from_wandb(wandb_path, artifact, read_records(runs))
+    if name == "latency":
+        from lora_exp.report import latency
+
+        table, frame = latency.build(artifact, runs, paper.paper_table("latency", paper_csv))
+        written = render.write_table(table, out, frame)
+        written += latency.plot_overhead(frame, out)
+        return sorted(written)
+    if name not in tables.LAYOUTS:
+        raise UserError(f"unknown layout '{name}'; known: {', '.join(sorted(tables.LAYOUTS))}")
+    spec = tables.LAYOUTS[name]
+    cells, kept, notes = load_cells(runs, versions, root / "conf", extra, score)
+    seeds = ",".join(str(s) for s in sorted(kept["seed"].dropna().unique()))
+    devices = "; ".join(sorted(kept["device"].dropna().unique()))
+    notes = [
+        *notes,
+        SCORES[score],
+        f"runs: {len(kept)} successful records, seeds {seeds}; device: {devices}",
+    ]
+    table = tables.build_table(artifact, cells, spec, paper.paper_table(name, paper_csv), notes)
+    written = render.write_table(table, out)
+    for plot in spec.plots:
+        written += plots.PLOTS[plot](cells, kept, out, artifact)
+    return sorted(written)
+
+
+def report_all(root: Path) -> tuple[list[Path], list[str]]:
+    """Every `results/<artifact>/runs` with a known layout; the others are listed, not fatal."""
+    written, failed = [], []
+    for runs in sorted((root / "results").glob("*/runs")):
+        artifact = runs.parent.name
+        try:
+            written += report_artifact(artifact, [runs], runs.parent, None, root)
+        except UserError as err:
+            failed.append(f"{artifact}: {err}")
+    return written, failed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m lora_exp.report",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "artifact", help="an artifact (e.g. embedded_rank), section7, readme or all"
+    )
+    parser.add_argument(
+        "--runs", nargs="+", type=Path, metavar="DIR", help="record directories (section7: 2 runs)"
+    )
+    parser.add_argument(
+        "--out", type=Path, metavar="DIR", help="output directory (default results/<artifact>)"
+    )
+    parser.add_argument("--layout", help="layout for an artifact name not in the registry")
+    parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="fill missing records from wandb")
+    parser.add_argument(
+        "--score", choices=sorted(SCORES), default="test", help="which split's score (test)"
+    )
+    parser.add_argument("--layers", nargs="*", type=int, help="section7: layers to draw")
+    parser.add_argument("--readme", type=Path, help="readme: the file to update (README.md)")
+    args = parser.parse_args(argv)
+    root = project_root()
+    try:
+        if args.artifact == "section7":
+            from lora_exp.report.section7 import report_section7
+
+            if not args.runs or len(args.runs) != 2:
+                raise UserError("section7 needs two run directories: --runs RUN_A RUN_B")
+            a, b = (path.resolve().name for path in args.runs)
+            written = report_section7(
+                *args.runs, args.out or root / "results" / "section7" / f"{a}_vs_{b}", args.layers
+            )
+        elif args.artifact == "readme":
+            from lora_exp.report.readme import update_readme
+
+            written = [update_readme(args.readme or root / "README.md", root / "results")]
+        elif args.artifact == "all":
+            written, failed = report_all(root)
+            if failed:
+                for path in written:
+                    print(path)
+                raise UserError("; ".join(failed))
+        else:
+            out = args.out or root / "results" / args.artifact
+            runs = args.runs or [root / "results" / args.artifact / "runs"]
+            written = report_artifact(
+                args.artifact, runs, out, args.layout, root, None, args.wandb, args.score
+            )
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+    for path in written:
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

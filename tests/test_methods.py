@@ -1,0 +1,328 @@
+"""The method matrix: every method on tiny models of every family (DESIGN.md: tests assert numbers).
+
+For each (family, method): only the intended parameters train; the trainable count equals the
+closed form of the method's docstring; LoRA and adapters start as the base function exactly; the
+method's parameters are on the forward path; save -> load restores the outputs. LoRA also merges
+(unmerged vs merged within 1e-5, a permanent merge leaves exactly the base parameters).
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from functools import cache
+
+import pytest
+import torch
+
+from lora_exp.errors import UserError
+from lora_exp.measure.params import count_parameters
+from lora_exp.methods import build_method
+from lora_exp.methods.adapter import AfterSublayer, AroundPostLN
+from lora_exp.models import block_index, get_family, is_head_parameter
+from tests.conftest import compose
+
+FAMILIES = ["tiny-bert", "tiny-roberta", "tiny-deberta", "tiny-gpt2"]
+# case -> overrides; tiny models have 2 blocks of width 32 (ffn 64, GPT-2 128)
+CASES = {
+    "full_ft": ["method=full_ft"],
+    "bitfit": ["method=bitfit"],
+    "ft_top2": ["method=ft_top2", "method.num_top_layers=1"],
+    "lora": ["method=lora", "rank=4", "targets=[q,v]"],
+    "lora_all": ["method=lora", "rank=2", "targets=[q,k,v,o,ffn_in,ffn_out]"],
+    "adapter_h": ["method=adapter_h", "rank=4"],
+    "adapter_l": ["method=adapter_l", "rank=4"],
+    "adapter_p": ["method=adapter_p", "rank=4"],
+    "adapter_d": ["method=adapter_d", "rank=4", "method.drop_layers=1"],
+    "prefix_embed": ["method=prefix_embed", "method.l_p=3", "method.l_i=2"],
+    "prefix_layer": ["method=prefix_layer", "method.l_p=3", "method.l_i=2"],
+}
+STARTS_AS_BASE = {"full_ft", "bitfit", "ft_top2", "lora", "lora_all"} | {
+    c for c in CASES if c.startswith("adapter")
+}
+PREFIX = {"prefix_embed", "prefix_layer"}
+
+
+def arch_numbers(cfg) -> tuple[int, int, int]:
+    """(d, layers, d_ffn) from conf/model/tiny-*.yaml."""
+    arch = cfg.model.arch
+    d = arch.get("hidden_size") or arch.n_embd
+    return d, arch.get("num_hidden_layers") or arch.n_layer, arch.get("intermediate_size") or 4 * d
+
+
+def block_size(cfg) -> int:
+    """Parameters of one transformer block (the FTTop2 closed form)."""
+    d, _, f = arch_numbers(cfg)
+    if cfg.model.family == "gpt2":
+        return 12 * d * d + 13 * d  # f = 4d
+    extra = 2 * (d * d + d) if cfg.model.family == "deberta_v2" else 0  # pos_key/query_proj
+    return 4 * d * d + 2 * d * f + 9 * d + f + extra
+
+
+def closed_form(case: str, cfg) -> int:
+    """Trainable parameters, head excluded, by each method's formula."""
+    d, layers, f = arch_numbers(cfg)
+    fam = cfg.model.family
+    if case == "full_ft":
+        arch = cfg.model.arch
+        if fam == "gpt2":
+            return arch.vocab_size * d + arch.n_positions * d + layers * block_size(cfg) + 2 * d
+        emb = (arch.vocab_size + arch.type_vocab_size) * d + 2 * d
+        emb += 2 * arch.max_position_embeddings * d if fam == "deberta_v2" else 0  # rel. emb.
+        emb += arch.max_position_embeddings * d if fam != "deberta_v2" else 0  # abs. positions
+        return emb + layers * block_size(cfg)
+    if case == "bitfit":
+        if fam == "gpt2":
+            return layers * 11 * d + d
+        extra = 2 * d if fam == "deberta_v2" else 0
+        return layers * (4 * d + f + d + 2 * d + extra) + d
+    adapter = 2 * d * 4 + 4 + d
+    return {
+        "ft_top2": block_size(cfg),
+        "lora": layers * 2 * 4 * (d + d),
+        "lora_all": layers * 2 * (4 * 2 * d + 2 * (d + f)),
+        "adapter_h": 2 * layers * adapter,
+        "adapter_l": layers * (adapter + 2 * d),
+        "adapter_p": layers * adapter,
+        "adapter_d": (layers - 1) * adapter,
+        "prefix_embed": d * (3 + 2),
+        "prefix_layer": layers * d * (3 + 2),
+    }[case]
+
+
+def intended(case: str, name: str, family, layers: int) -> bool:
+    """Should parameter `name` train under `case`?"""
+    if is_head_parameter(family, name) or case == "full_ft":
+        return True
+    if case == "bitfit":
+        return name.endswith(".bias")
+    if case == "ft_top2":
+        return block_index(family, name) == layers - 1
+    if case.startswith("lora"):
+        return ".lora_A" in name or ".lora_B" in name
+    if case.startswith("adapter"):
+        return ".adapter." in name
+    return name.startswith("prefix_tuning.")
+
+
+def batch(seed: int = 1) -> dict:
+    """Two rows, the second right-padded (pad id 0), as the data collator makes them."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1000, 2000, (2, 9), generator=g)
+    mask = torch.ones_like(ids)
+    ids[1, 6:], mask[1, 6:] = 0, 0
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+@cache
+def method_config(case: str):
+    """The method's config, composed once per case (Hydra's compose costs ~0.2 s)."""
+    return compose(CASES[case]).method
+
+
+_BASES: dict = {}
+
+
+def setup(tiny_model, family_name: str, case: str, init_seed: int = 100):
+    """(model with the method applied, base copy, method, model cfg); one backbone per family."""
+    if family_name not in _BASES:
+        _BASES[family_name] = tiny_model(family_name, seed=0)
+    backbone, cfg = _BASES[family_name]
+    model, base = copy.deepcopy(backbone), copy.deepcopy(backbone)
+    method = build_method(method_config(case))
+    torch.manual_seed(init_seed)
+    method.apply(model, get_family(cfg.model.family))
+    return model.eval(), base, method, cfg
+
+
+def perturb(model, family, head: bool = False) -> None:
+    """Give every trainable non-head (or head) parameter a trained-looking non-zero value."""
+    g = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.requires_grad and is_head_parameter(family, name) == head:
+                p.add_(0.1 * torch.randn(p.shape, generator=g))
+
+
+def logits(model, inputs) -> torch.Tensor:
+    with torch.no_grad():
+        return model(**inputs).logits
+
+
+MATRIX = [
+    (fam, case)
+    for fam in FAMILIES
+    for case in CASES
+    if case not in PREFIX or fam == "tiny-gpt2"  # prefix on encoders: see the test below
+]
+
+
+@pytest.mark.parametrize(("family_name", "case"), MATRIX)
+def test_method_matrix(tiny_model, family_name, case):
+    model, base, method, cfg = setup(tiny_model, family_name, case)
+    family = get_family(cfg.model.family)
+    _, layers, _ = arch_numbers(cfg)
+    inputs = batch()
+
+    # 1. Only the intended parameters train, and their number is the closed form.
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    expected = {n for n, _ in model.named_parameters() if intended(case, n, family, layers)}
+    assert trainable == expected
+    assert count_parameters(model, family)["params/trainable"] == closed_form(case, cfg)
+    assert {p for p in map(id, method.trainable_parameters(model))} == {
+        id(p) for p in model.parameters() if p.requires_grad
+    }
+
+    # 2. LoRA and adapters start as the pretrained function, exactly.
+    before = logits(model, inputs)
+    if case in STARTS_AS_BASE:
+        assert torch.equal(before, logits(base, inputs))
+
+    # 3. The method's parameters are on the forward path.
+    perturb(model, family)
+    trained = logits(model, inputs)
+    assert (trained - before).abs().max().item() > 1e-4
+
+    # 4. Save -> load into a fresh copy of the backbone restores the outputs exactly.
+    perturb(model, family, head=True)
+    trained = logits(model, inputs)
+    state = method.state_to_save(model)
+    assert set(state) == trainable
+    fresh, _, method2, _ = setup(tiny_model, family_name, case, init_seed=200)
+    assert not torch.equal(logits(fresh, inputs), trained)
+    method2.load_saved(fresh, state)
+    assert torch.equal(logits(fresh, inputs), trained)
+
+
+@pytest.mark.parametrize("family_name", FAMILIES)
+def test_lora_merge_and_permanent_merge(tiny_model, family_name):
+    model, base, method, cfg = setup(tiny_model, family_name, "lora_all")
+    family = get_family(cfg.model.family)
+    perturb(model, family)
+    inputs = batch()
+    unmerged = logits(model, inputs)
+    weights = {n: p.detach().clone() for n, p in model.named_parameters() if ".base." in n}
+    method.merge(model)
+    assert (logits(model, inputs) - unmerged).abs().max().item() <= 1e-5
+    method.unmerge(model)
+    assert all(torch.equal(p, weights[n]) for n, p in model.named_parameters() if n in weights)
+    assert torch.equal(logits(model, inputs), unmerged)
+    method.merge_and_unload(model)
+    assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in base.parameters())
+    assert [n for n, _ in model.named_parameters()] == [n for n, _ in base.named_parameters()]
+    assert (logits(model, inputs) - unmerged).abs().max().item() <= 1e-5
+
+
+@pytest.mark.parametrize("case", ["prefix_embed", "prefix_layer"])
+def test_prefix_ignores_padding(tiny_model, case):
+    """A padded row gives the logits it gives alone: the head reads the last real position."""
+    model, _, _, cfg = setup(tiny_model, "tiny-gpt2", case)
+    perturb(model, get_family(cfg.model.family))
+    inputs = batch()
+    alone = {"input_ids": inputs["input_ids"][1:, :6], "attention_mask": torch.ones(1, 6).long()}
+    padded = logits(model, inputs)[1]
+    assert (padded - logits(model, alone)[0]).abs().max().item() < 1e-5
+
+
+def test_prefix_truncates_long_inputs_from_the_left(tiny_model):
+    """tiny-gpt2 has 128 positions; with l_p + l_i = 5, a 130-token input keeps its last 123."""
+    model, _, _, cfg = setup(tiny_model, "tiny-gpt2", "prefix_layer")
+    perturb(model, get_family(cfg.model.family))
+    ids = torch.randint(1000, 2000, (1, 130), generator=torch.Generator().manual_seed(2))
+    full = logits(model, {"input_ids": ids, "attention_mask": torch.ones_like(ids)})
+    tail = ids[:, -123:]
+    kept = logits(model, {"input_ids": tail, "attention_mask": torch.ones_like(tail)})
+    assert (full - kept).abs().max().item() < 1e-5
+
+
+def test_adapters_cannot_merge(tiny_model):
+    model, _, method, _ = setup(tiny_model, "tiny-bert", "adapter_h")
+    assert not method.can_merge
+    with pytest.raises(UserError, match="cannot be merged"):
+        method.merge_and_unload(model)
+
+
+@pytest.mark.parametrize(
+    ("family_name", "overrides", "message"),
+    [
+        ("tiny-bert", ["method=lora", "rank=33"], "rank=33 is larger than the adapted matrix"),
+        ("tiny-gpt2", ["method=lora", "rank=40"], "32 x 32 per fused part, so rank must be <= 32"),
+        ("tiny-bert", ["method=adapter_d", "method.drop_layers=2"], "removes adapters from all 2"),
+        ("tiny-gpt2", ["method=ft_top2", "method.num_top_layers=3"], "has only 2 blocks"),
+        ("tiny-roberta", ["method=prefix_embed"], "GPT-2 family only"),
+        ("tiny-deberta", ["method=prefix_layer"], "not to model family 'deberta_v2'"),
+        ("tiny-gpt2", ["method=prefix_embed", "method.l_p=120", "method.l_i=8"], "leave no room"),
+    ],
+)
+def test_bad_input_at_apply(tiny_model, family_name, overrides, message):
+    model, _ = tiny_model(family_name)
+    cfg = compose([f"model={family_name}", *overrides])
+    method = build_method(cfg.method)
+    with pytest.raises(UserError, match=message):
+        method.apply(model, get_family(cfg.model.family))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["method=prefix_embed", "method.l_p=0"], "method.l_p must be an integer >= 1"),
+        (["method=prefix_layer", "method.l_i=-1"], "method.l_i must be an integer >= 0"),
+        (["method=adapter_d", "method.drop_layers=-1"], "drop_layers must be an integer >= 0"),
+        (["method=adapter_h", "method.activation=softmax"], "activation must be one of"),
+        (["method=ft_top2", "method.num_top_layers=0"], "num_top_layers must be a positive"),
+    ],
+)
+def test_bad_method_settings_fail_at_build(overrides, message):
+    with pytest.raises(UserError, match=message):
+        build_method(compose(overrides).method)
+
+
+PLACEMENT = {
+    ("tiny-bert", "adapter_h"): {
+        "attention.output.dropout": "AfterSublayer",
+        "output.dropout": "AfterSublayer",
+    },
+    ("tiny-bert", "adapter_p"): {"output.LayerNorm": "AroundPostLN"},
+    ("tiny-deberta", "adapter_l"): {"output.dropout": "AfterSublayer"},
+    ("tiny-gpt2", "adapter_h"): {
+        "attn.resid_dropout": "AfterSublayer",
+        "mlp.dropout": "AfterSublayer",
+    },
+    ("tiny-gpt2", "adapter_p"): {"mlp.dropout": "AfterSublayer"},  # pre-LN: no block LayerNorm
+    ("tiny-gpt2", "adapter_d"): {"mlp.dropout": "AfterSublayer"},
+}
+
+
+@pytest.mark.parametrize(("family_name", "case"), sorted(PLACEMENT))
+def test_adapter_placement(tiny_model, family_name, case):
+    """Which module each adapter wraps, in every block that has adapters."""
+    model, _, _, cfg = setup(tiny_model, family_name, case)
+    family = get_family(cfg.model.family)
+    wrapped = {}
+    for name, module in model.named_modules():
+        if isinstance(module, AfterSublayer | AroundPostLN):
+            block = block_index(family, name + ".")
+            site = re.sub(family.block_pattern, "", name, count=1)  # e.g. "output.dropout"
+            wrapped[(block, site)] = type(module).__name__
+    blocks = [1] if case == "adapter_d" else [0, 1]
+    sites = PLACEMENT[(family_name, case)]
+    assert wrapped == {(b, site): kind for b in blocks for site, kind in sites.items()}
+
+
+def test_pfeiffer_equals_the_paper_code_on_post_ln_blocks(tiny_model):
+    """The paper code's RobertaOutput with a Pfeiffer adapter: r = h; z = LN(h + x);
+    z = adapter(z, residual=r); out = LN(z + x). Ours wraps the LayerNorm: LN(s + f(LN(s)))."""
+    model, _, _, _ = setup(tiny_model, "tiny-roberta", "adapter_p")
+    perturb(model, get_family("roberta"))
+    output = model.roberta.encoder.layer[0].output  # RobertaOutput: dense, dropout, LayerNorm
+    ln, adapter = output.LayerNorm.inner, output.LayerNorm.adapter
+    g = torch.Generator().manual_seed(0)
+    hidden, x = torch.randn(2, 5, 64, generator=g), torch.randn(2, 5, 32, generator=g)
+    with torch.no_grad():
+        h = output.dense(hidden)  # eval mode: the dropout is the identity
+        residual = h
+        z = ln(h + x)
+        z = adapter(z) + residual  # the paper code's Adapter(z, residual) = W_B act(W_A z) + r
+        expected = ln(z + x)
+        assert torch.allclose(output(hidden, x), expected, atol=1e-6)
+        assert (expected - ln(h + x)).abs().max() > 1e-3  # the adapter does something
