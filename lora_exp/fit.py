@@ -110,6 +110,7 @@ def fit_and_test(
     record["environment"] = environment()
     task, family = cfg.task, get_family(cfg.model.family)
     method = build_method(cfg.method)
+    method.check(family)  # a method that cannot apply to this family fails before data loads
     if not method.uses_rank and any(o.startswith(("rank=", "alpha=")) for o in overrides):
         log.warning("method %s has no rank or alpha; the override is ignored", method.name)
 

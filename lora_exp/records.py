@@ -12,7 +12,9 @@ Schema (version 1) of `record.json`:
     seed             the run's seed
     task             {name, version, fingerprint, split_sizes_full, split_sizes_used,
                       majority_test_acc, test_is_validation}
-    params           {params/trainable, params/head, params/trainable_with_head, params/total}
+    params           {params/trainable, params/head, params/trainable_with_head, params/total};
+                     dry runs add params/base, params/percent_of_base and, where the paper prints
+                     a figure for the configuration, paper_count {paper, source, note}
     history          one entry per epoch: {epoch, step, val/<metric>..., train/loss_mean}
     best             {epoch, step, val/<metric>...} of the best validation epoch
     test             {test/<metric>...} of the best checkpoint

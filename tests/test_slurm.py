@@ -171,8 +171,11 @@ def test_resubmitting_a_finished_sweep_runs_nothing(sweep_2x2):
     again = root / "again"
     result = _sweep(["rank=1,2", "seed=0,1"], again, root)
     assert result.returncode == 0, _explain(result)
-    assert not list(again.glob("*/record.json")), "a finished cell ran again"
-    assert not list(again.glob("*/checkpoints"))
+    assert not list(again.glob("*/checkpoints")), "a finished cell ran again"
+    # Each skipped cell's directory holds a copy of the finished record, saying which one.
+    copies = [json.loads(p.read_text()) for p in again.glob("*/record.json")]
+    assert len(copies) == 4
+    assert {Path(c["reused_from"]) for c in copies} == set(before)
     logs = [p.read_text() for p in again.glob(".submitit/*/*_log.out")]
     assert len(logs) == 4 and all("already done" in log for log in logs)
     assert {p: p.stat().st_mtime_ns for p in before} == before
