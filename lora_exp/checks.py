@@ -11,8 +11,7 @@ from numbers import Real
 from omegaconf import DictConfig, ListConfig
 
 from lora_exp.errors import UserError
-
-TARGET_NAMES = ("q", "k", "v", "o", "ffn_in", "ffn_out")  # kept equal to models.TARGET_NAMES
+from lora_exp.models import TARGET_NAMES  # light: models imports torch only inside functions
 
 
 def _is_int(value) -> bool:

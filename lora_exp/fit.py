@@ -202,15 +202,11 @@ def fit_and_test(
             {**counts, "test/majority_acc": data.info["majority_test_acc"] or 0.0}, step=0
         )
 
-    if resume_from is not None:
-        import torch
-
-        state = torch.load(resume_from, map_location="cpu", weights_only=False)
-        record["resumed_from_epoch"] = int(state["epoch"])  # the epoch the checkpoint ended
     trainer.fit(module, datamodule=data, ckpt_path=str(resume_from) if resume_from else None)
     if trainer.interrupted:
         raise KeyboardInterrupt("training was interrupted")
     record["history"] = module.history
+    record["resumed_from_epoch"] = module.resumed_from_epoch
     record["best"] = best_entry(module.history, monitor)
     results = trainer.test(module, datamodule=data, ckpt_path="best", verbose=False)
     record["test"] = {k: float(v) for k, v in results[0].items()}

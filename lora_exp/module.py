@@ -40,6 +40,7 @@ class ClassificationModule(L.LightningModule):
         self.test_metrics = metrics.clone(prefix="test/")
         self.history: list[dict] = []  # one entry per validation epoch, for the run record
         self._train_losses: list[float] = []
+        self.resumed_from_epoch: int | None = None  # set when fit resumes from a last.ckpt
         # Checkpoints hold only what the method saves, so loading must not demand frozen weights.
         self.strict_loading = False
 
@@ -117,6 +118,7 @@ class ClassificationModule(L.LightningModule):
         state = checkpoint.get("lora_exp")
         if state is not None and "optimizer_states" in checkpoint:  # a resume, not a best.ckpt test
             self.history = list(state["history"])
+            self.resumed_from_epoch = int(checkpoint["epoch"])
             torch.set_rng_state(state["torch_rng"])
             if state["cuda_rng"] is not None and torch.cuda.is_available():
                 torch.cuda.set_rng_state_all(state["cuda_rng"])

@@ -45,7 +45,7 @@ def run_dir_and_overrides(cfg: DictConfig) -> tuple[Path, list[str]]:
     raise UserError("no run directory: run through run.py, or set run_dir in the config")
 
 
-def check_before_loading(cfg: DictConfig, overrides: list[str]) -> None:
+def check_before_loading(cfg: DictConfig) -> None:
     """Validation that needs the model family and the method registry, still without torch."""
     from lora_exp.models import get_family
 
@@ -130,7 +130,7 @@ def main(cfg: DictConfig) -> dict:
     """Run one configuration end to end and return its record."""
     start = time.time()
     run_dir, overrides = run_dir_and_overrides(cfg)
-    check_before_loading(cfg, overrides)
+    check_before_loading(cfg)
     scrub_hydra_dumps(run_dir)
     offline_if_hub_unreachable()
     record = new_record(cfg, run_dir, overrides)
