@@ -97,9 +97,11 @@ def fit_and_test(
         resume_from: a `last.ckpt` of the same configuration to continue from (see resume.py).
     """
     import lightning as L
+    import torch
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     from lora_exp.measure.params import count_parameters
+    from lora_exp.measure.run_metrics import RunMeasurements
     from lora_exp.methods import build_method
     from lora_exp.models import get_family, load_backbone, load_tokenizer
     from lora_exp.module import ClassificationModule
@@ -140,6 +142,11 @@ def fit_and_test(
         record["init_from"] = str(source)
     model.train()  # from_pretrained returns eval mode and Lightning keeps it: dropout would be off
     counts = count_parameters(model, family)
+    precision = resolve_precision(cfg.trainer.precision)
+    if precision == "bf16-mixed" and cfg.trainer.get("frozen_projections_bf16", True):
+        from lora_exp.frozen_precision import store_frozen_projections_in
+
+        store_frozen_projections_in(model, torch.bfloat16)  # exact under autocast: see the module
     record["params"] = counts
     log.info(
         "%s on %s: %s",
@@ -179,19 +186,25 @@ def fit_and_test(
         save_top_k=1,
         enable_version_counter=False,
     )
+    measure_cfg = cfg.get("measure") or {}
+    measurements = RunMeasurements(
+        latency_batch_size=measure_cfg.get("latency_batch_size", 1),
+        latency_seq_len=measure_cfg.get("latency_seq_len", 128),
+        latency_trials=measure_cfg.get("latency_trials", 20),
+    )
     loggers = build_loggers(cfg, run_dir)
     trainer = L.Trainer(
         max_epochs=int(cfg.epochs),
         accelerator=cfg.trainer.accelerator,
         devices=cfg.trainer.devices,
-        precision=resolve_precision(cfg.trainer.precision),
+        precision=precision,
         gradient_clip_val=cfg.trainer.gradient_clip_val,
         deterministic=bool(cfg.trainer.deterministic),
         log_every_n_steps=int(cfg.trainer.log_every_n_steps),
         enable_progress_bar=bool(cfg.trainer.enable_progress_bar),
         num_sanity_val_steps=0,
         logger=loggers,
-        callbacks=[best, last],
+        callbacks=[best, last, measurements],
         default_root_dir=str(run_dir),
         enable_model_summary=False,
         plugins=slurm_plugins(),
@@ -213,7 +226,12 @@ def fit_and_test(
     from lora_exp.tasks.extra_eval import score_extra_splits
 
     record["test"].update(score_extra_splits(trainer, module, data, task))  # MNLI: test/acc_mm
+    if best.best_model_path:
+        measurements.results["checkpoint/saved_bytes"] = Path(best.best_model_path).stat().st_size
+    record["measurements"] = dict(measurements.results)
+    numeric = {k: v for k, v in measurements.results.items() if isinstance(v, int | float)}
     for logger in trainer.loggers:
+        logger.log_metrics(numeric, step=trainer.global_step)
         logger.save()
     (run_dir / "checkpoints" / "last.ckpt").unlink(missing_ok=True)  # finished: nothing to resume
     print_summary(cfg, record)

@@ -130,6 +130,8 @@ NOT_IN_HASH = (
     "trainer.enable_progress_bar",
     "trainer.log_every_n_steps",
     "trainer.num_workers",
+    "trainer.frozen_projections_bf16",  # exact: the same bf16 operands either way
+    "measure",  # what the run measures about itself, not what it trains
 )
 
 

@@ -63,6 +63,12 @@ def test_record_has_the_documented_content(finished_run):
     assert set(env["git"]) == {"commit", "dirty"}
     assert record["wall_time_s"] > 0 and record["finished_at"]
     assert "== lora_exp run summary ==" in result.stdout
+    measured = record["measurements"]  # issue 5, item 3: every run measures itself
+    assert measured["latency/ms"] > 0 and measured["latency/batch_size"] == 1
+    assert measured["throughput/tokens_per_s"] > 0 and measured["memory/kind"] == "cpu_max_rss"
+    assert measured["memory/peak_bytes"] > 0
+    best_ckpt = run_dir / "checkpoints" / "best.ckpt"
+    assert measured["checkpoint/saved_bytes"] == best_ckpt.stat().st_size
 
 
 def test_training_loss_goes_down(finished_run):

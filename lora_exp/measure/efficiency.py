@@ -63,6 +63,10 @@ def build(model_name: str, method: str, impl: str, device, seed: int, lora: dict
     algo = build_method(bench.method_config(method, **settings))
     algo.apply(model, family)
     trainable = count_parameters(model, family)["params/trainable"]
+    if device.type == "cuda":  # what fit.py does under bf16-mixed (exact; see frozen_precision.py)
+        from lora_exp.frozen_precision import store_frozen_projections_in
+
+        store_frozen_projections_in(model, torch.bfloat16)
     return model.train(), lambda: algo.state_to_save(model), trainable
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 INITS = ("kaiming", "gaussian")
@@ -104,30 +105,43 @@ class LoRALinear(nn.Module):
         result = self.base(x)  # (..., d_out)
         if self.merged:
             return result
+        h = F.linear(self.lora_dropout(x), self.lora_A)  # (..., P r)
+        if len(self.parts) == self.num_parts == 1:
+            # result + s · h Bᵀ as one GEMM whose epilogue scales and adds (cuBLAS beta = 1,
+            # alpha = s): no separate multiply and add over the (tokens × d_out) output, and
+            # three ops instead of eight per layer, which is what eager training is bound by.
+            flat = torch.addmm(
+                result.reshape(-1, self.out_features),
+                h.reshape(-1, self.rank),
+                self.lora_B.T,
+                alpha=self.scaling,
+            )
+            return flat.view(result.shape)
         p, r, o = len(self.parts), self.rank, self.part_size
-        h = self.lora_dropout(x) @ self.lora_A.T  # (..., P r)
-        h = h.unflatten(-1, (p, r))  # (..., P, r)
-        update = torch.einsum("...pr,por->...po", h, self.lora_B.view(p, o, r)) * self.scaling
-        if p == self.num_parts:
-            return result + update.flatten(-2)  # (..., d_out)
-        pieces = [result.new_zeros(*result.shape[:-1], o) for _ in range(self.num_parts)]
+        update = torch.einsum(
+            "...pr,por->...po", h.unflatten(-1, (p, r)), self.lora_B.view(p, o, r)
+        )
+        update = update * self.scaling
+        pieces = list(result.split(o, dim=-1))  # the fused projection's parts (GPT-2: q, k, v)
         for i, part in enumerate(self.parts):
-            pieces[part] = update[..., i, :]
-        return result + torch.cat(pieces, dim=-1)
+            pieces[part] = pieces[part] + update[..., i, :]
+        return torch.cat(pieces, dim=-1)
 
     @torch.no_grad()
     def merge(self, keep_original: bool = True) -> None:
         """W0 <- W0 + ΔW. With keep_original, W0 is kept so `unmerge` is exact."""
         if self.merged:
             return
-        delta = self.delta_weight().to(self.base.weight.dtype)
+        weight = self.base.weight.data
+        delta = self.delta_weight().to(torch.promote_types(weight.dtype, torch.float32))
         if self.fan_in_fan_out:
             delta = delta.T
+        # Sum in fp32 and round once: a W0 stored in bf16 (frozen_precision.py) then differs from
+        # the exact W0 + ΔW by one rounding, as the unmerged bf16 matmul would.
+        merged = (weight.to(delta.dtype) + delta).to(weight.dtype)
         if keep_original:
-            self._unmerged_weight = self.base.weight.data
-            self.base.weight.data = self._unmerged_weight + delta
-        else:
-            self.base.weight.data += delta
+            self._unmerged_weight = weight
+        self.base.weight.data = merged
         self.merged = True
 
     @torch.no_grad()
