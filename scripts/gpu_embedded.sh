@@ -32,8 +32,8 @@ for sweep in "$@"; do
 done
 nvidia-smi --query-gpu=name,memory.used --format=csv
 # One archive ($OUT returns at most 8 files): records, logs, the chosen hparams, and the small LoRA
-# checkpoints of ranks 8 and 64 on [q,v] that Section 7 needs (full fine-tuning's are 90 MB).
-find results -name '*.ckpt' -path '*embedded_rank*' | grep -E 'rank-(8|64)_targets-_q,v_seed' > /tmp/keep.txt || true
+# checkpoints of ranks 4, 8 and 64 on [q,v] that Section 7 needs (full fine-tuning's are 90 MB).
+find results -name '*.ckpt' -path '*embedded_rank*' | grep -E 'rank-(4|8|64)_targets-_q[+]v_seed' > /tmp/keep.txt || true
 find results conf/hparams -type f ! -name '*.ckpt' ! -name 'hparams.yaml' >> /tmp/keep.txt
 tar czf "$OUT/results.tgz" -T /tmp/keep.txt
 ls -la "$OUT"

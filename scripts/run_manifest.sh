@@ -17,7 +17,7 @@ export EXTRA="$*"
 run_line() {
   local n=$1 line=$2
   local name
-  name=$(printf '%03d_%s' "$n" "$(echo "$line" | sed "s/sweep=[^ ]*//; s/=/-/g; s/[^A-Za-z0-9.,_+-]/_/g; s/__*/_/g; s/_$//")")
+  name=$(printf '%03d_%s' "$n" "$(echo "$line" | sed "s/sweep=[^ ]*//; s/=/-/g; s/,/+/g; s/[^A-Za-z0-9._+-]/_/g; s/__*/_/g; s/_$//")")
   mapfile -t args < <("$PYTHON" -c 'import shlex, sys; print("\n".join(shlex.split(sys.argv[1])))' "$line $EXTRA")
   if "$PYTHON" run.py "${args[@]}" hydra.mode=RUN "hydra.run.dir=$RUN_ROOT/$name" \
       trainer.enable_progress_bar=false > "$RUN_ROOT/$name.out" 2>&1; then
