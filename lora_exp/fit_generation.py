@@ -1,0 +1,210 @@
+"""Build and run a generation task (`task.problem: generation`, E2E): causal LM, fit, beam search.
+
+`fit.fit_and_test` hands over to `fit_and_test_generation` for these tasks. The pieces mirror the
+classification path (same method interface, loggers, checkpoints, run record) with a causal-LM
+backbone (`AutoModelForCausalLM`, GPT-2's `GPT2LMHeadModel`), `tasks/lm_data.py` and
+`generation_module.py`. The best epoch is the one with the lowest `val/loss`.
+
+Tokenizer: `model.tokenizer` may also be a directory holding a saved tokenizer (what
+`save_pretrained` writes): tests use a small byte-level BPE trained on the fly, since GPT-2's
+vocabulary cannot be downloaded here. With random weights the vocabulary size follows the tokenizer.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from lora_exp.errors import UserError
+from lora_exp.records import environment, redact
+
+log = logging.getLogger("lora_exp")
+
+
+def load_generation_tokenizer(model_cfg: DictConfig):
+    """`model.tokenizer` as a directory, else what `models.load_tokenizer` resolves."""
+    from transformers import AutoTokenizer
+
+    from lora_exp.models import load_tokenizer
+
+    source = Path(str(model_cfg.tokenizer)).expanduser()
+    if source.is_dir():
+        tokenizer = AutoTokenizer.from_pretrained(str(source))
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        return tokenizer
+    return load_tokenizer(model_cfg)
+
+
+def load_causal_lm(model_cfg: DictConfig, tokenizer):
+    """A stock `AutoModelForCausalLM`: hub/local_path weights, or random from `arch`."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from lora_exp.models import _hub_errors, config_overrides, weights_source
+    from lora_exp.tasks.lm_data import eos_id
+
+    end = eos_id(tokenizer)
+    source = weights_source(model_cfg)
+    if source is None:
+        arch = OmegaConf.to_container(model_cfg.arch, resolve=True)
+        model_type = arch.pop("model_type")
+        arch.update(vocab_size=len(tokenizer), bos_token_id=end, eos_token_id=end)
+        config = AutoConfig.for_model(model_type, **arch, **config_overrides(model_cfg))
+        config.pad_token_id = tokenizer.pad_token_id
+        return AutoModelForCausalLM.from_config(config)
+    with _hub_errors(model_cfg, "weights"):
+        model = AutoModelForCausalLM.from_pretrained(
+            source, dtype=torch.float32, **config_overrides(model_cfg)
+        )
+    if len(tokenizer) > model.config.vocab_size:
+        raise UserError(
+            f"the tokenizer has {len(tokenizer):,} tokens but model={model_cfg.name} only "
+            f"{model.config.vocab_size:,} embeddings: use the tokenizer saved with the weights"
+        )
+    model.config.pad_token_id = tokenizer.pad_token_id
+    return model
+
+
+def causal_lm_on_meta(model_cfg: DictConfig):
+    """The full-size causal LM with parameters on the meta device (dry runs: shapes only)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    arch = OmegaConf.to_container(model_cfg.arch, resolve=True)
+    model_type = arch.pop("model_type")
+    config = AutoConfig.for_model(model_type, **arch)
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(config)
+
+
+def lowest_entry(history: list[dict], key: str) -> dict | None:
+    """The validation epoch with the lowest `key` (the first one on ties)."""
+    scored = [h for h in history if key in h]
+    return min(scored, key=lambda h: h[key]) if scored else None
+
+
+def fit_and_test_generation(
+    cfg: DictConfig,
+    record: dict,
+    run_dir: Path,
+    overrides: list[str],
+    resume_from: Path | None = None,
+) -> None:
+    """Train, keep the epoch with the lowest val/loss, generate and score the test MRs."""
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from lora_exp.fit import (
+        build_loggers,
+        print_summary,
+        quiet_library_logging,
+        resolve_precision,
+        slurm_plugins,
+    )
+    from lora_exp.generation_module import GenerationModule
+    from lora_exp.measure.params import count_parameters
+    from lora_exp.methods import build_method
+    from lora_exp.models import get_family
+    from lora_exp.tasks.lm_data import GenerationDataModule, eos_id
+
+    quiet_library_logging()
+    L.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    record["environment"] = environment()
+    task, family = cfg.task, get_family(cfg.model.family)
+    method = build_method(cfg.method)
+    method.check(family)
+    if cfg.trainer.devices not in (1, "1") or int(cfg.trainer.get("num_nodes", 1)) != 1:
+        raise UserError(f"task={task.name} trains and tests on one device: pass trainer.devices=1")
+
+    tokenizer = load_generation_tokenizer(cfg.model)
+    data = GenerationDataModule(
+        task,
+        cfg.budget,
+        tokenizer,
+        int(cfg.batch_size),
+        int(cfg.eval_batch_size),
+        int(cfg.trainer.num_workers),
+        shuffle_seed=int(cfg.seed),
+    )
+    data.setup()  # the data before the model: a missing data set fails fast
+    record["task"].update(data.info)
+
+    model = load_causal_lm(cfg.model, tokenizer)
+    method.apply(model, family)
+    model.train()
+    counts = count_parameters(model, family)
+    record["params"] = counts
+    log.info(
+        "%s on %s: %s",
+        method.describe(),
+        cfg.model.name,
+        ", ".join(f"{k}={v:,}" for k, v in counts.items()),
+    )
+    module = GenerationModule(
+        model,
+        method,
+        task,
+        optim={
+            "lr": float(cfg.lr),
+            "weight_decay": float(cfg.weight_decay),
+            "warmup_ratio": float(cfg.warmup_ratio),
+            "warmup_steps": task.get("warmup_steps"),
+        },
+        tokenizer=tokenizer,
+        eos_token_id=eos_id(tokenizer),
+        pad_token_id=data.pad_id,
+        test_references=data.test_references,
+        output_dir=run_dir / "predictions",
+        merge_on_eval=bool(cfg.method.get("merge_on_eval", True)),
+    )
+    monitor = "val/loss"
+    checkpoint_dir = str(run_dir / "checkpoints")
+    best = ModelCheckpoint(
+        dirpath=checkpoint_dir,
+        filename="best",
+        monitor=monitor,
+        mode="min",
+        save_top_k=1,
+        save_weights_only=True,
+    )
+    last = ModelCheckpoint(
+        dirpath=checkpoint_dir, filename="last", monitor=None, enable_version_counter=False
+    )
+    loggers = build_loggers(cfg, run_dir)
+    trainer = L.Trainer(
+        max_epochs=int(cfg.epochs),
+        accelerator=cfg.trainer.accelerator,
+        devices=1,
+        precision=resolve_precision(cfg.trainer.precision),
+        gradient_clip_val=cfg.trainer.gradient_clip_val,
+        deterministic=bool(cfg.trainer.deterministic),
+        log_every_n_steps=int(cfg.trainer.log_every_n_steps),
+        enable_progress_bar=bool(cfg.trainer.enable_progress_bar),
+        num_sanity_val_steps=0,
+        logger=loggers,
+        callbacks=[best, last],
+        default_root_dir=str(run_dir),
+        enable_model_summary=False,
+        plugins=slurm_plugins(),
+    )
+    for logger in trainer.loggers:
+        logger.log_hyperparams(redact(OmegaConf.to_container(cfg, resolve=True)))
+        logger.log_metrics(counts, step=0)
+
+    trainer.fit(module, datamodule=data, ckpt_path=str(resume_from) if resume_from else None)
+    if trainer.interrupted:
+        raise KeyboardInterrupt("training was interrupted")
+    record["history"] = module.history
+    record["resumed_from_epoch"] = module.resumed_from_epoch
+    record["best"] = lowest_entry(module.history, monitor)
+    results = trainer.test(module, datamodule=data, ckpt_path="best", verbose=False)
+    record["test"] = {k: float(v) for k, v in results[0].items()}
+    record["task"].update(module.metric_info)
+    record["predictions"] = str(run_dir / "predictions")
+    for logger in trainer.loggers:
+        logger.save()
+    (run_dir / "checkpoints" / "last.ckpt").unlink(missing_ok=True)
+    print_summary(cfg, record)
