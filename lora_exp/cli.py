@@ -12,13 +12,16 @@ from lora_exp.records import redact
 
 
 def run_main(cfg: DictConfig) -> None:
-    """Run `train.main`; print a `UserError` as one message and exit with its code."""
+    """Run `train.main` (or the job `cfg.job` names); a `UserError` becomes one message and exit."""
     logging.getLogger("lora_exp").setLevel(logging.INFO)
     # Hydra has parsed the arguments; loggers such as wandb copy sys.argv into their run metadata,
     # so a secret typed on the command line must not survive there either.
     sys.argv = redact(sys.argv)
     try:
-        from lora_exp.train import main
+        if cfg.get("job", "train") == "latency":  # conf/sweep/table1_latency.yaml: a benchmark
+            from lora_exp.measure.latency_job import main
+        else:
+            from lora_exp.train import main
 
         main(cfg)
     except UserError as err:

@@ -181,6 +181,58 @@ def test_resubmitting_a_finished_sweep_runs_nothing(sweep_2x2):
     assert {p: p.stat().st_mtime_ns for p in before} == before
 
 
+# --- the documented command: launcher=slurm with a site file ------------------------------------
+
+# conf/local/slurm.yaml as a user of this cluster writes it (slurm/README.md, section 5). The test
+# keeps it in a temporary search path and selects it with local=..., so a developer's own
+# conf/local/slurm.yaml is neither read nor touched.
+SITE_FILE = """# @package _global_
+hydra:
+  launcher:
+    partition: debug
+    gpus_per_node: null
+    cpus_per_task: 1
+    mem_gb: 2
+    timeout_min: 60
+"""
+
+
+def test_embedded_rank_with_launcher_slurm_and_a_site_file_then_resubmitted(
+    slurm_cluster, tmp_path
+):
+    """`python run.py -m sweep=embedded_rank launcher=slurm` (README) on MiniLM, shrunk to two
+    cells of 64 tweets; the same command again runs nothing."""
+    (tmp_path / "conf" / "local").mkdir(parents=True)
+    (tmp_path / "conf" / "local" / "pytest_localhost.yaml").write_text(SITE_FILE)
+    args = [
+        "-m",
+        "sweep=embedded_rank",
+        "launcher=slurm",
+        f"hydra.searchpath=[file://{tmp_path / 'conf'}]",
+        "local=pytest_localhost",
+        *("budget=quick", "budget.max_train_examples=64", "budget.max_eval_examples=32"),
+        *("epochs=1", "rank=1,2", "seed=0", "targets=[q]", "trainer.enable_progress_bar=false"),
+        f"records_root={tmp_path}",
+    ]
+    first = run_cli([*args, f"hydra.sweep.dir={tmp_path / 'first'}"], timeout=420)
+    assert first.returncode == 0, _explain(first)
+    records = {
+        p.parent.name: json.loads(p.read_text()) for p in tmp_path.glob("first/*/record.json")
+    }
+    assert sorted(records) == ["0_r1_s0", "1_r2_s0"]  # the sweep file's subdir names
+    for record in records.values():
+        assert record["status"] == "success"
+        assert record["config"]["model"]["name"] == "minilm"
+        assert record["config"]["task"]["name"] == "tweet_sentiment"
+        assert record["config"]["targets"] == ["q"]
+        assert record["environment"]["slurm"]["array_task_id"] in ("0", "1")
+    again = run_cli([*args, f"hydra.sweep.dir={tmp_path / 'again'}"], timeout=300)
+    assert again.returncode == 0, _explain(again)
+    logs = [p.read_text() for p in tmp_path.glob("again/.submitit/*/*_log.out")]
+    assert len(logs) == 2 and all("already done" in log for log in logs)
+    assert not list(tmp_path.glob("again/*/checkpoints")), "a finished cell ran again"
+
+
 # --- failures ----------------------------------------------------------------------------------
 
 
