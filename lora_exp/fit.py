@@ -96,10 +96,15 @@ def fit_and_test(
     Args:
         resume_from: a `last.ckpt` of the same configuration to continue from (see resume.py).
     """
+    if cfg.task.problem == "generation":  # E2E: causal LM, beam search (fit_generation.py)
+        from lora_exp.fit_generation import fit_and_test_generation
+
+        return fit_and_test_generation(cfg, record, run_dir, overrides, resume_from)
     import lightning as L
     import torch
     from lightning.pytorch.callbacks import ModelCheckpoint
 
+    from lora_exp.distributed import build_strategy, resume_agreement, shards_parameters
     from lora_exp.measure.params import count_parameters
     from lora_exp.measure.run_metrics import RunMeasurements
     from lora_exp.methods import build_method
@@ -141,7 +146,7 @@ def fit_and_test(
         load_init_checkpoint(model, source, family)
         record["init_from"] = str(source)
     model.train()  # from_pretrained returns eval mode and Lightning keeps it: dropout would be off
-    counts = count_parameters(model, family)
+    counts = count_parameters(model, family)  # before the strategy wraps (FSDP holds shards)
     precision = resolve_precision(cfg.trainer.precision)
     if precision == "bf16-mixed" and cfg.trainer.get("frozen_projections_bf16", True):
         from lora_exp.frozen_precision import store_frozen_projections_in
@@ -164,7 +169,9 @@ def fit_and_test(
             "weight_decay": float(cfg.weight_decay),
             "warmup_ratio": float(cfg.warmup_ratio),
         },
-        merge_on_eval=bool(cfg.method.get("merge_on_eval", True)),
+        # A shard cannot merge B @ A into the slice of W it holds (distributed.py).
+        merge_on_eval=bool(cfg.method.get("merge_on_eval", True))
+        and not shards_parameters(cfg.trainer),
     )
     monitor = f"val/{task.primary_metric}"
     checkpoint_dir = str(run_dir / "checkpoints")
@@ -197,6 +204,9 @@ def fit_and_test(
         max_epochs=int(cfg.epochs),
         accelerator=cfg.trainer.accelerator,
         devices=cfg.trainer.devices,
+        num_nodes=int(cfg.trainer.get("num_nodes", 1)),
+        strategy=build_strategy(cfg, model),  # trainer=ddp / trainer=fsdp; "auto" on one device
+        use_distributed_sampler=False,  # our samplers shard themselves (tasks/sampler.py)
         precision=precision,
         gradient_clip_val=cfg.trainer.gradient_clip_val,
         deterministic=bool(cfg.trainer.deterministic),
@@ -204,7 +214,7 @@ def fit_and_test(
         enable_progress_bar=bool(cfg.trainer.enable_progress_bar),
         num_sanity_val_steps=0,
         logger=loggers,
-        callbacks=[best, last, measurements],
+        callbacks=[best, last, measurements, resume_agreement(resume_from)],
         default_root_dir=str(run_dir),
         enable_model_summary=False,
         plugins=slurm_plugins(),
@@ -223,6 +233,8 @@ def fit_and_test(
     record["best"] = best_entry(module.history, monitor)
     results = trainer.test(module, datamodule=data, ckpt_path="best", verbose=False)
     record["test"] = {k: float(v) for k, v in results[0].items()}
+    # Summed over ranks: equal to the split sizes when nothing was dropped or scored twice.
+    record["examples_scored"] = dict(module.examples_scored)
     from lora_exp.tasks.extra_eval import score_extra_splits
 
     record["test"].update(score_extra_splits(trainer, module, data, task))  # MNLI: test/acc_mm
@@ -233,8 +245,9 @@ def fit_and_test(
     for logger in trainer.loggers:
         logger.log_metrics(numeric, step=trainer.global_step)
         logger.save()
-    (run_dir / "checkpoints" / "last.ckpt").unlink(missing_ok=True)  # finished: nothing to resume
-    print_summary(cfg, record)
+    if trainer.is_global_zero:
+        (run_dir / "checkpoints" / "last.ckpt").unlink(missing_ok=True)  # finished: no resume
+        print_summary(cfg, record)
 
 
 def print_summary(cfg: DictConfig, record: dict) -> None:

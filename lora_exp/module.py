@@ -38,6 +38,11 @@ class ClassificationModule(L.LightningModule):
         metrics = build_metrics(list(task_cfg.metrics), num_labels)
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
+        # Examples scored per evaluation, summed over data-parallel ranks (each exactly once).
+        from torchmetrics.aggregation import SumMetric
+
+        self.val_scored, self.test_scored = SumMetric(), SumMetric()
+        self.examples_scored: dict[str, int] = {}  # {"validation": n, "test": n}, latest pass
         self.history: list[dict] = []  # one entry per validation epoch, for the run record
         self._train_losses: list[float] = []
         self.resumed_from_epoch: int | None = None  # set when fit resumes from a last.ckpt
@@ -49,36 +54,59 @@ class ClassificationModule(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         loss = self.model(**batch).loss
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False)
+        # sync_dist: the mean over the global batch under DDP (a no-op on one device).
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False, sync_dist=True)
         self._train_losses.append(loss.detach().item())
         return loss
 
     def _predictions(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        # eval_mask: 0 marks the padding that evens out data-parallel shards (tasks/sampler.py).
+        keep = batch.pop("eval_mask", None)
         logits = self.model(**batch).logits  # (batch, num_labels)
         preds = logits.squeeze(-1) if self.regression else logits.argmax(-1)
-        return preds, batch["labels"]
+        labels = batch["labels"]
+        if keep is not None:
+            keep = keep.bool()
+            preds, labels = preds[keep], labels[keep]
+        return preds, labels
+
+    def _score(self, batch, metrics, scored) -> None:
+        preds, labels = self._predictions(batch)
+        scored.update(float(labels.numel()))
+        if labels.numel():  # a shard's last batch can be all padding
+            metrics.update(preds, labels)
 
     def validation_step(self, batch, batch_idx):
-        self.val_metrics.update(*self._predictions(batch))
+        self._score(batch, self.val_metrics, self.val_scored)
 
     def test_step(self, batch, batch_idx):
-        self.test_metrics.update(*self._predictions(batch))
+        self._score(batch, self.test_metrics, self.test_scored)
 
     def on_validation_epoch_end(self):
+        # torchmetrics gathers every rank's state in compute(): the values cover the whole split,
+        # are the same on every rank, and are logged as they are (no second reduction).
         values = {k: v.item() for k, v in self.val_metrics.compute().items()}
         self.val_metrics.reset()
+        self.examples_scored["validation"] = int(self.val_scored.compute().item())
+        self.val_scored.reset()
         self.log_dict(values, prog_bar=True)
         if self.trainer.sanity_checking:
             return
         entry = {"epoch": self.current_epoch, "step": self.global_step, **values}
         if self._train_losses:
-            entry["train/loss_mean"] = sum(self._train_losses) / len(self._train_losses)
+            mean = sum(self._train_losses) / len(self._train_losses)
+            if self.trainer.world_size > 1:  # ranks take equal steps: their mean is the global one
+                local = torch.tensor(mean, device=self.device)
+                mean = self.trainer.strategy.reduce(local, reduce_op="mean").item()
+            entry["train/loss_mean"] = mean
             self._train_losses = []
         self.history.append(entry)
 
     def on_test_epoch_end(self):
         values = {k: v.item() for k, v in self.test_metrics.compute().items()}
         self.test_metrics.reset()
+        self.examples_scored["test"] = int(self.test_scored.compute().item())
+        self.test_scored.reset()
         self.log_dict(values)
 
     # --- merge for evaluation (LoRA Sec. 4.1: no additional inference latency) ---

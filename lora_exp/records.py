@@ -19,6 +19,12 @@ Schema (version 1) of `record.json`:
     best             {epoch, step, val/<metric>...} of the best validation epoch
     test             {test/<metric>...} of the best checkpoint
     primary_metric   e.g. "acc": the metric that selects the best epoch
+    effective_batch_size   the global training batch (`batch_size`), whatever the device count
+    distributed      {strategy, devices, num_nodes, world_size, per_device_batch_size,
+                      effective_batch_size}
+    examples_scored  {validation, test}: examples scored in the last pass, summed over ranks
+    measurements     latency/ms, throughput/tokens_per_s, memory/peak_bytes, checkpoint/saved_bytes
+                     (lora_exp/measure/run_metrics.py)
     table_metric     the metric of the task's column in the paper's table (CoLA mcc, STS-B pearson)
     init_from        the checkpoint the method's weights started from (MRPC/RTE/STS-B from MNLI)
     resumed_from, resumed_from_epoch   the checkpoint a resumed run continued from, its epoch
@@ -135,9 +141,29 @@ NOT_IN_HASH = (
 )
 
 
+# The device layout never defines a cell: batch_size is the global batch and the samplers give N
+# processes the steps of one (lora_exp/distributed.py), so a sweep resubmitted on another machine
+# skips finished cells and resumes unfinished ones on the new device count. The layout is hashed
+# as the one-device default, which keeps the hashes of records written before trainer=ddp/fsdp.
+LAYOUT_KEYS = (
+    "strategy",
+    "num_nodes",
+    "process_group_backend",
+    "find_unused_parameters",
+    "sharding_strategy",
+)
+
+
 def config_hash(config: dict) -> str:
-    """Identity of a table cell: the resolved config minus `NOT_IN_HASH` (logging, launching)."""
+    """Identity of a table cell: the resolved config minus `NOT_IN_HASH` (logging, launching)
+    and the device layout (`LAYOUT_KEYS`, trainer.devices)."""
     relevant = json.loads(json.dumps(config, default=str))
+    trainer = relevant.get("trainer")
+    if isinstance(trainer, dict):
+        for key in LAYOUT_KEYS:
+            trainer.pop(key, None)
+        if "devices" in trainer:
+            trainer["devices"] = 1
     for dotted in NOT_IN_HASH:
         *parents, leaf = dotted.split(".")
         node = relevant

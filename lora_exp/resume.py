@@ -33,12 +33,31 @@ def _records(root: Path):
             continue  # a record being replaced right now, or not ours
 
 
-def find_success(roots: list[Path], cell: str) -> Path | None:
-    """Path of a successful record of `cell` under any of `roots`, else None."""
+def find_success(roots: list[Path], cell: str, own: Path | None = None) -> Path | None:
+    """Path of a successful record of `cell` under any of `roots`, else None.
+
+    The run's own record (`own`) wins: a resubmitted cell keeps the record it trained. Otherwise an
+    original record (one that trained) is preferred to a copy (`reused_from`) of one, so copies
+    always point at the run that trained, never at another copy: a cell shared by two sweeps must
+    not end up as two copies pointing at each other, with the original overwritten.
+    """
+    if own is not None and own.exists():
+        try:
+            record = json.loads(own.read_text())
+        except (OSError, json.JSONDecodeError):
+            record = {}
+        if record.get("config_hash") == cell and record.get("status") == "success":
+            return own
+    copy = None
     for root in roots:
         for path, record in _records(root):
             if record.get("config_hash") == cell and record.get("status") == "success":
-                return path
+                if not record.get("reused_from"):
+                    return path
+                copy = copy or path
+    if copy is not None:  # only copies here: follow one to the run it names, if that still exists
+        original = Path(json.loads(copy.read_text())["reused_from"])
+        return original if original.exists() else copy
     return None
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from lora_exp import checks
+from lora_exp.distributed import check_layout, is_global_zero, layout
 from lora_exp.errors import UserError
 from lora_exp.records import (
     SCHEMA_VERSION,
@@ -47,9 +48,11 @@ def run_dir_and_overrides(cfg: DictConfig) -> tuple[Path, list[str]]:
 
 def check_before_loading(cfg: DictConfig) -> None:
     """Validation that needs the model family and the method registry, still without torch."""
+    from lora_exp.cli import in_multirun
     from lora_exp.models import get_family
 
     checks.validate(cfg)
+    check_layout(cfg, multirun=in_multirun())  # batch divisible by devices; a launcher that fits
     family = get_family(cfg.model.family)
     for target in checks.validate_targets(cfg.targets):
         if target not in family.sites:
@@ -112,6 +115,9 @@ def new_record(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
         "primary_metric": cfg.task.primary_metric,
         # The metric of the task's column in the paper's table (CoLA: mcc, STS-B: pearson).
         "table_metric": cfg.task.get("table_metric") or cfg.task.primary_metric,
+        # batch_size is the global batch, split over distributed["world_size"] processes.
+        "effective_batch_size": int(cfg.batch_size),
+        "distributed": layout(cfg),
         "init_from": None,
         "params": {},
         "history": [],
@@ -131,7 +137,11 @@ def main(cfg: DictConfig) -> dict:
     start = time.time()
     run_dir, overrides = run_dir_and_overrides(cfg)
     check_before_loading(cfg)
-    scrub_hydra_dumps(run_dir)
+    # Under data parallelism every rank runs this function, so that all make the same skip and
+    # resume decisions from the same files; only global rank 0 writes (distributed.py).
+    writer = is_global_zero()
+    if writer:
+        scrub_hydra_dumps(run_dir)
     offline_if_hub_unreachable()
     record = new_record(cfg, run_dir, overrides)
     record_path = run_dir / RECORD_NAME
@@ -140,12 +150,12 @@ def main(cfg: DictConfig) -> dict:
 
         return dry_run(cfg, record, record_path, start)
     roots = [Path(cfg.records_root), run_dir]
-    done = None if cfg.force else find_success(roots, record["config_hash"])
+    done = None if cfg.force else find_success(roots, record["config_hash"], own=record_path)
     if done is not None:
         log.info("already done, skipping (force=true reruns): %s", done)
         print(f"already done: {done} (pass force=true to run again)", flush=True)
         finished = load_record(done)
-        if done.resolve() != record_path.resolve():
+        if writer and done.resolve() != record_path.resolve():
             # A cell shared between sweeps: this sweep's directory still gets its record.
             write_json_atomic(record_path, {**finished, "reused_from": str(done)})
         return finished
@@ -157,7 +167,8 @@ def main(cfg: DictConfig) -> dict:
     if resume_from is not None:
         log.info("resuming from %s", resume_from)
         record["resumed_from"] = str(resume_from)
-    write_json_atomic(record_path, record)
+    if writer:
+        write_json_atomic(record_path, record)
     try:
         from lora_exp.fit import fit_and_test
 
@@ -174,5 +185,6 @@ def main(cfg: DictConfig) -> dict:
         record["wall_time_s"] = round(time.time() - start, 2)
         if record["environment"] is None:
             record["environment"] = environment()
-        write_json_atomic(record_path, record)
+        if writer:
+            write_json_atomic(record_path, record)
     return record

@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
 from lora_exp.tasks.registry import load_splits
-from lora_exp.tasks.sampler import EpochSeededSampler
+from lora_exp.tasks.sampler import EpochSeededSampler, MaskedEvalDataset, ShardedEvalSampler
 
 
 def _subsample(dataset, limit: int | None, seed: int):
@@ -42,8 +42,8 @@ class TaskDataModule(L.LightningDataModule):
         task_cfg: the `task` config group.
         budget_cfg: the `budget` config group (subsample sizes).
         tokenizer: a transformers tokenizer.
-        batch_size: training batch size.
-        eval_batch_size: validation/test batch size.
+        batch_size: the global training batch (split over data-parallel processes).
+        eval_batch_size: validation/test batch size per device (memory only, never results).
         num_workers: dataloader workers.
     """
 
@@ -124,12 +124,31 @@ class TaskDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
         )
 
+    def _shard(self) -> tuple[int, int]:
+        """(global rank, world size) of this process; (0, 1) outside a distributed trainer."""
+        trainer = self.trainer
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
     def train_dataloader(self) -> DataLoader:
-        sampler = EpochSeededSampler(len(self.splits["train"]), self.shuffle_seed)
-        return self._loader("train", self.batch_size, sampler)
+        from lora_exp.distributed import per_device_batch
+
+        rank, world = self._shard()  # batch_size is global: see lora_exp/distributed.py
+        sampler = EpochSeededSampler(len(self.splits["train"]), self.shuffle_seed, rank, world)
+        return self._loader("train", per_device_batch(self.batch_size, world), sampler)
+
+    def eval_dataloader(self, name: str) -> DataLoader:
+        """This rank's shard of an evaluation split; padding is flagged by `eval_mask`."""
+        rank, world = self._shard()
+        return DataLoader(
+            MaskedEvalDataset(self.splits[name]),
+            batch_size=self.eval_batch_size,
+            sampler=ShardedEvalSampler(len(self.splits[name]), rank, world),
+            collate_fn=self.collate,
+            num_workers=self.num_workers,
+        )
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("validation", self.eval_batch_size)
+        return self.eval_dataloader("validation")
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", self.eval_batch_size)
+        return self.eval_dataloader("test")

@@ -30,20 +30,13 @@ def score_extra_splits(trainer, module, datamodule, task_cfg: DictConfig) -> dic
         datamodule: the set-up TaskDataModule holding the extra splits, tokenised.
         task_cfg: the `task` config group.
     """
-    from torch.utils.data import DataLoader
-
     extras = dict(task_cfg.get("extra_eval_splits") or {})
     results: dict[str, float] = {}
     original = module.test_metrics
     try:
         for split, suffix in extras.items():
             module.test_metrics = original.clone(postfix=f"_{suffix}")
-            loader = DataLoader(
-                datamodule.splits[split],
-                batch_size=datamodule.eval_batch_size,
-                collate_fn=datamodule.collate,
-                num_workers=datamodule.num_workers,
-            )
+            loader = datamodule.eval_dataloader(split)  # this rank's shard, each example once
             out = trainer.test(module, dataloaders=loader, ckpt_path="best", verbose=False)
             results.update({key: float(value) for key, value in out[0].items()})
     finally:
