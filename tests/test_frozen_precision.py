@@ -1,4 +1,4 @@
-"""Frozen projections in bf16 (frozen_precision.py) and LoRA's fused forward: exact, not approximate."""
+"""Frozen projections stored in bf16 and the fused LoRA forward: exact, not approximate."""
 
 from __future__ import annotations
 

@@ -245,12 +245,14 @@ def test_latency_table_and_overhead_figure(tmp_path):
         rec("adapter_h", 8, 2, 128, 13.2),
     ]
     write_records(tmp_path / "runs", records)
+    (tmp_path / "table.md").write_text("the benchmark's table\n")
     report_artifact("table1_latency", [tmp_path / "runs"], tmp_path, root=ROOT)
-    csv = pd.read_csv(tmp_path / "table.csv")
+    assert (tmp_path / "table.md").read_text() == "the benchmark's table\n"  # left alone
+    csv = pd.read_csv(tmp_path / "report.csv")
     row = csv[(csv["variant"] == "adapter_h") & (csv["batch_size"] == 1)].iloc[0]
     assert row["overhead_pct"] == pytest.approx(30.0)
     assert (row["paper_ms"], row["paper_overhead_pct"]) == (25.8, 30.3)
-    md = (tmp_path / "table.md").read_text()
+    md = (tmp_path / "report.md").read_text()
     assert (
         "| minilm | adapter_h | eager | 8 | ours | 103.0 | 3.0 | 13.0 | 30.0 | 13.2 | 20.0 |" in md
     )
@@ -332,6 +334,13 @@ def test_readme_block_is_regenerated(tmp_path):
     assert path.read_text() == expected
     readme.update_readme(path, results)
     assert path.read_text() == expected  # idempotent
+    (results / "claims.md").write_text("### claims\n")
+    (results / "b_art" / "targets.md").write_text("### targets\n")
+    readme.update_readme(path, results)
+    block = path.read_text()
+    assert block.index("### claims") < block.index("### a") < block.index("### b")
+    assert block.index("### b") < block.index("### targets")
+    path.write_text(expected)
     path.write_text("# no markers\n")
     with pytest.raises(UserError, match="exactly one"):
         readme.update_readme(path, results)
@@ -417,3 +426,43 @@ def test_dagger_setup_gets_its_own_row_and_paper_row(tmp_path):
     ]
     cells, _, _ = load_cells([tmp_path / "runs"], None, ROOT / "conf")
     assert set(cells.loc[cells["metric"] == "acc_mm", "median"].round(6)) == {87.4, 85.2}
+
+
+def test_reused_copies_count_once(tmp_path):
+    """A `reused_from` copy is a run of its own sweep, but one run when the original is loaded."""
+    original = make_record(seed=0, acc=0.80, started_at="t0", run_dir="a/run0")
+    copy = dict(original, reused_from="a/run0/record.json")
+    other = make_record(seed=1, acc=0.90, started_at="t1", run_dir="b/run1")
+    write_records(tmp_path / "a", [original])
+    write_records(tmp_path / "b", [copy, other])
+    cells, kept, notes = load_cells([tmp_path / "b"], {"tweet_sentiment": 1}, ROOT / "conf")
+    assert len(kept) == 2 and "1 record(s) are copies of runs shared with another sweep" in (
+        " ".join(notes)
+    )
+    cells, kept, notes = load_cells(
+        [tmp_path / "a", tmp_path / "b"], {"tweet_sentiment": 1}, ROOT / "conf"
+    )
+    assert len(kept) == 2  # seed 0 once, not twice
+    assert any("also loaded as the original, counted once" in n for n in notes)
+    assert not any("repeated run" in n for n in notes)
+    acc = cells[cells["metric"] == "acc"].iloc[0]
+    assert (acc["n"], acc["median"]) == (2, pytest.approx(85.0))
+
+
+def test_efficiency_log_lines_are_parsed(tmp_path):
+    from lora_exp.report.targets import parse_log
+
+    log = tmp_path / "run.log"
+    log.write_text(
+        "warnings.warn(\n"
+        "roberta-large seq 128 lora      peft-compiled          36.13 ms/step      113,370 tok/s "
+        "peak 5,770,838,016 B saved 7,366,640 B\n"
+    )
+    row = parse_log(log).iloc[0]
+    assert (row["model"], row["seq_len"], row["method"], row["impl"]) == (
+        "roberta-large",
+        128,
+        "lora",
+        "peft-compiled",
+    )
+    assert (row["step_ms"], row["tokens_per_s"], row["peak"]) == (36.13, 113370, 5770838016)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -228,3 +229,38 @@ def test_section7_bad_input_messages(tmp_path):
     make_run(tmp_path / "b", 4, seed=0, config=other)
     with pytest.raises(UserError, match="different models"):
         section7.report_section7(tmp_path / "a", tmp_path / "b", tmp_path / "out")
+
+
+def test_section7_study_summarises_pairs_and_table7(tmp_path):
+    """The no-argument section7 command: small vs large rank, two seeds, Table 7 per seed."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    from lora_exp.report import section7_study
+
+    arch = dict(tiny_bert_config(2)["model"]["arch"])
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_config(
+        AutoConfig.for_model(arch.pop("model_type"), num_labels=2, **arch)
+    )
+    model.save_pretrained(tmp_path / "pretrained")
+    runs = tmp_path / "runs"
+    for rank, seed in [(2, 0), (2, 1), (8, 0), (8, 1)]:
+        config = tiny_bert_config(rank, weights="hub", local_path=str(tmp_path / "pretrained"))
+        make_run(runs / f"r{rank}_s{seed}", rank, seed=seed, config=config)
+    make_run(runs / "no_ckpt", 8, seed=2, lora=False)  # no lora_A: not a LoRA [q,v] source
+    (runs / "no_ckpt" / "checkpoints" / "best.ckpt").unlink()
+    written = section7_study.report_study(runs, tmp_path / "out", small=2, large=8)
+    names = {p.relative_to(tmp_path / "out").as_posix() for p in written}
+    assert {"table.md", "amplification.csv", "amplification_by_layer.png"} <= names
+    assert {"r2_vs_r8/subspace.csv", "r8_seed0_vs_seed1/subspace_layer1.png"} <= names
+    amp = pd.read_csv(tmp_path / "out" / "amplification.csv")
+    assert len(amp) == 4 * 2 * 2  # runs × layers × targets
+    assert sorted(amp["rank"].unique()) == [2, 8]
+    text = (tmp_path / "out" / "table.md").read_text()
+    assert "r = 4 stands in for the paper's r = 8" in text
+    assert "| r2_vs_r8 | ΔW_q | mean |" in text and "| r8_seed0_vs_seed1 | ΔW_v | 1 |" in text
+    grid = pd.read_csv(tmp_path / "out" / "r2_vs_r8" / "subspace.csv")
+    at = grid[(grid.target == "q") & (grid.i == 2) & (grid.j == 8)]
+    assert f"{at['phi'].mean():.3f}" in text
+    with pytest.raises(UserError, match=r"needs LoRA \[q,v\] checkpoints"):
+        section7_study.report_study(runs, tmp_path / "out2", small=4, large=8)

@@ -3,13 +3,19 @@
     python -m lora_exp.report embedded_rank                      # results/embedded_rank/runs -> .
     python -m lora_exp.report table2_roberta_base --runs DIR --out DIR
     python -m lora_exp.report table6_rank --wandb ENTITY/PROJECT  # fill missing records from wandb
-    python -m lora_exp.report section7 --runs RUN_R8 RUN_R64      # Sec. 7 -> results/section7/
+    python -m lora_exp.report section7                           # Sec. 7 of embedded_rank
+    python -m lora_exp.report section7 --runs RUN_R8 RUN_R64      # Sec. 7 of two runs
+    python -m lora_exp.report efficiency                          # issue 5 targets -> targets.md
     python -m lora_exp.report readme                              # README block from table.md files
     python -m lora_exp.report all                                 # every results/<artifact>/runs
 
 Writes `table.md`, `table.csv`, `table.tex` and the artifact's figures (PNG and PDF) into
-`results/<artifact>/` (or --out). The same records give byte-identical files. Bad input (no
-records, only stale task versions, a run without LoRA weights) ends with one message, exit 2.
+`results/<artifact>/` (or --out); Table 1 (table1_latency) is the exception: its `table.*` belong
+to the benchmark (`python -m lora_exp.measure.latency`, with p10/p90, |Θ| and the paper's figures),
+so the report writes its layout (Δ to the paper) as `report.md`, `report.csv`, `report.tex`
+beside them, with Figure 5 (`latency_overhead`). The same records give byte-identical files.
+Bad input (no records, only stale task versions, a run without LoRA weights) ends with one
+message, exit 2.
 """
 
 from __future__ import annotations
@@ -90,7 +96,7 @@ def report_artifact(
         from lora_exp.report import latency
 
         table, frame = latency.build(artifact, runs, paper.paper_table("latency", paper_csv))
-        written = render.write_table(table, out, frame)
+        written = render.write_table(table, out, frame, stem=latency.REPORT_STEM)
         written += latency.plot_overhead(frame, out)
         return sorted(written)
     if name not in tables.LAYOUTS:
@@ -151,12 +157,24 @@ def main(argv: list[str] | None = None) -> int:
         if args.artifact == "section7":
             from lora_exp.report.section7 import report_section7
 
-            if not args.runs or len(args.runs) != 2:
+            if not args.runs:  # the embedded study: r=4 vs r=64, two seeds, Table 7
+                from lora_exp.report.section7_study import report_study
+
+                written = report_study(
+                    root / "results" / "embedded_rank" / "runs",
+                    args.out or root / "results" / "section7",
+                    (args.layers or [None])[0],
+                )
+            elif len(args.runs) != 2:
                 raise UserError("section7 needs two run directories: --runs RUN_A RUN_B")
-            a, b = (path.resolve().name for path in args.runs)
-            written = report_section7(
-                *args.runs, args.out or root / "results" / "section7" / f"{a}_vs_{b}", args.layers
-            )
+            else:
+                a, b = (path.resolve().name for path in args.runs)
+                out = args.out or root / "results" / "section7" / f"{a}_vs_{b}"
+                written = report_section7(*args.runs, out, args.layers)
+        elif args.artifact == "efficiency":
+            from lora_exp.report.targets import write_targets
+
+            written = [write_targets(root / "results")]
         elif args.artifact == "readme":
             from lora_exp.report.readme import update_readme
 

@@ -31,6 +31,8 @@ from lora_exp.report.load import find_record_files
 from lora_exp.report.plots import add_caption, panel_grid, save
 from lora_exp.report.tables import Block, Cell, Layout, Table, sort_key
 
+# The benchmark writes table.md/table.csv into the same folder: the report's files are report.*.
+REPORT_STEM = "report"
 GROUP = ["model", "variant", "mode", "rank", "batch_size", "seq_len", "device"]
 LAYOUT = Layout(
     "latency",

@@ -13,7 +13,10 @@ count once: the later one wins. The *setting* is the resolved config without the
 what never changes results (logging, launching, the trainer's display knobs, and the top-level
 rank/alpha/targets knobs, which reach a method only through its own config); runs of one cell
 whose settings differ (another learning rate, budget ...) are reported in the notes, as they
-should not share a median. A cell is identified by KEYS (`setup` is the paper's standard or
+should not share a median. A record with `reused_from` is a copy of a run of another sweep (a
+cell two sweeps share, run once): it counts like the run itself, and once when the original is
+loaded too (copy and original have the same config hash, seed and start time). A cell is
+identified by KEYS (`setup` is the paper's standard or
 restricted † setup of Table 2, empty when a run does not say); the score of a run is its
 `test/<metric>` (for GLUE the test split is the dev set, as in the paper), else the best epoch's
 `val/<metric>`. A table shows each task's `table_metric` (the metric of its column in the paper;
@@ -145,6 +148,42 @@ def read_records(roots: list[Path]) -> list[dict]:
         record.setdefault("run_dir", str(path.parent))
         records.append(record)
     return records
+
+
+def run_identity(record: dict) -> tuple:
+    """What a run and its copies (`reused_from`) share: config hash, seed and start time."""
+    config = record.get("config") or {}
+    return (
+        record.get("config_hash") or config_hash(config),
+        record.get("seed", config.get("seed")),
+        record.get("started_at") or record.get("finished_at") or "",
+    )
+
+
+def drop_copies(records: list[dict]) -> tuple[list[dict], list[str]]:
+    """Count every run once: leave out a `reused_from` copy when its original (or another copy
+    of it) is already among `records`; originals come first, then copies in file order.
+
+    Returns:
+        The records to use and a note on how many copies were counted once (none: no note).
+    """
+    seen, kept, copies, dropped = set(), [], 0, 0
+    ordered = sorted(records, key=lambda r: bool(r.get("reused_from")))  # stable: originals first
+    for record in ordered:
+        identity = run_identity(record)
+        copies += bool(record.get("reused_from"))
+        if identity in seen:
+            dropped += 1
+            continue
+        seen.add(identity)
+        kept.append(record)
+    notes = []
+    if copies:
+        notes.append(
+            f"{copies} record(s) are copies of runs shared with another sweep (reused_from)"
+            + (f"; {dropped} of them also loaded as the original, counted once" if dropped else "")
+        )
+    return kept, notes
 
 
 def records_frame(records: list[dict], score: str = "test") -> pd.DataFrame:
@@ -289,8 +328,9 @@ def load_cells(
     if not records:
         where = ", ".join(str(r) for r in roots)
         raise UserError(f"no run records found under {where} (looked for **/record.json)")
+    records, copy_notes = drop_copies(records)
     frame = records_frame(records, score)
     if versions is None:
         versions = current_task_versions(list(frame["task"].dropna()), conf_dir)
     kept, notes = select(frame, versions)
-    return aggregate(long_scores(kept)), kept, notes
+    return aggregate(long_scores(kept)), kept, sorted(notes + copy_notes)

@@ -2,7 +2,10 @@
 
 The README holds a block between two marker lines; everything between them is rewritten from
 `results/<artifact>/table.md` (artifacts in sorted order) and links to each artifact's PNG figures,
-so the results section is never edited by hand:
+so the results section is never edited by hand. `results/claims.md` (the paper's claims beside our
+measurements and verdicts, curated: its verdicts are judgements) comes first when it exists, and
+an artifact's `targets.md` (issue 5's efficiency targets, `python -m lora_exp.report efficiency`)
+follows its table:
 
     <!-- results:begin -->
     ... generated ...
@@ -24,14 +27,21 @@ from lora_exp.errors import UserError
 BEGIN = "<!-- results:begin -->"
 END = "<!-- results:end -->"
 EMPTY = "_No results yet: run a sweep, then `python -m lora_exp.report all`._"
+CLAIMS = "claims.md"  # first, when present
+EXTRA = ("targets.md",)  # after an artifact's table.md, when present
 
 
 def results_block(results_dir: Path, relative_to: Path) -> str:
     """The generated section: every artifact's table.md, then links to its figures."""
     results_dir = Path(results_dir)
     parts = []
+    if (results_dir / CLAIMS).exists():
+        parts.append((results_dir / CLAIMS).read_text().rstrip("\n"))
     for table in sorted(results_dir.glob("*/table.md")):
         text = table.read_text().rstrip("\n")
+        for name in EXTRA:
+            if (table.parent / name).exists():
+                text += "\n\n" + (table.parent / name).read_text().rstrip("\n")
         figures = sorted(table.parent.glob("*.png"))
         links = []
         for png in figures:

@@ -181,11 +181,13 @@ def to_frame(table: Table) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def write_table(table: Table, out_dir: Path, frame: pd.DataFrame | None = None) -> list[Path]:
-    """Write table.md, table.csv (`frame`, else `to_frame`) and table.tex; return the paths."""
+def write_table(
+    table: Table, out_dir: Path, frame: pd.DataFrame | None = None, stem: str = "table"
+) -> list[Path]:
+    """Write <stem>.md, <stem>.csv (`frame`, else `to_frame`) and <stem>.tex; return the paths."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [out_dir / "table.md", out_dir / "table.csv", out_dir / "table.tex"]
+    paths = [out_dir / f"{stem}.{ext}" for ext in ("md", "csv", "tex")]
     paths[0].write_text(to_markdown(table))
     if frame is None:
         frame = to_frame(table)

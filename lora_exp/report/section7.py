@@ -113,6 +113,9 @@ def load_pretrained(record: dict):
     from lora_exp.models import load_backbone
 
     config = OmegaConf.create(record["config"])
+    local = config.model.get("local_path")
+    if local and not Path(local).exists() and config.model.get("weights") != "random":
+        config.model.local_path = None  # e.g. the GPU machine's fp16 copy: load the original
     if config.model.get("weights") == "random" and not config.model.get("local_path"):
         return None
     num_labels = 1 if config.task.problem == "regression" else len(config.task.label_names)
