@@ -8,7 +8,8 @@ The paper's system claims (Sec. 4.2, GPT-3 175B): LoRA trains 25% faster than fu
 needs a third of the memory and saves 10,000x less. Here, at the scale this project trains:
 `full_ft`, `lora`, `adapter_h`, `bitfit` (through the method registry) and PEFT's LoRA on the
 same modules, on random-initialised roberta-large and gpt2-medium (weights change none of these
-figures), batch 32, lengths 128 and 512, bf16 autocast with fp32 weights and fused AdamW on a GPU.
+figures), batch 32, lengths 128 and 512, bf16 autocast with fp32 trainable weights (frozen
+projections stored in bf16 for lora_exp, as fit.py does) and fused AdamW on a GPU.
 A step is forward + backward + optimizer step + zero_grad on a fixed random batch; each
 configuration is built fresh and measured alone, so peak memory is its own. `--modes eager
 compiled` adds the same configurations under `torch.compile` (impl `lora_exp-compiled`,

@@ -6,6 +6,12 @@ from lora_exp.measure.params import format_count
 
 GIB = 1024**3
 
+# What the lora_exp rows store (fit.py does the same under bf16-mixed; frozen_precision.py).
+AUTOCAST_NOTE = (
+    "bf16 autocast, trainable weights fp32; lora_exp stores frozen projection weights in bf16 "
+    "(exact under autocast), PEFT keeps them fp32"
+)
+
 
 def _bytes(n: int) -> str:
     """1536 -> '1.5 KiB'; binary units, as GPU memory is reported."""
@@ -116,7 +122,7 @@ def efficiency_markdown(result: dict, config: dict) -> str:
     device = rows[0]["device"] if rows else "?"
     notes = [
         f"device: {device}; batch {config['batch_size']}; "
-        f"{'bf16 autocast, fp32 weights' if config['autocast'] else 'fp32, no autocast'}; "
+        f"{AUTOCAST_NOTE if config['autocast'] else 'fp32, no autocast'}; "
         f"AdamW ({'fused' if config['fused_adamw'] else 'default'}); {config['steps']} timed "
         f"steps after {config['warmup']} warm-up steps; a step is forward, backward, optimizer "
         "step and zero_grad; each configuration is built fresh and measured alone.",
