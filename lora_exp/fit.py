@@ -78,6 +78,62 @@ def build_loggers(cfg: DictConfig, run_dir: Path) -> list:
     return loggers
 
 
+def checkpoint_callbacks(run_dir: Path, monitor: str, mode: str) -> tuple:
+    """(best, last): the checkpoints every training run keeps, for the test and for resuming.
+
+    best.ckpt holds what the method saves, at the best validation epoch (tested, kept); last.ckpt
+    adds optimizer, scheduler, loop and RNG state, every epoch. (save_last with save_top_k=0
+    writes only when training ends in Lightning 2.6: not resumable.)
+    """
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    directory = str(run_dir / "checkpoints")
+    best = ModelCheckpoint(
+        dirpath=directory,
+        filename="best",
+        monitor=monitor,
+        mode=mode,
+        save_top_k=1,
+        save_weights_only=True,
+    )
+    last = ModelCheckpoint(
+        dirpath=directory, filename="last", monitor=None, save_top_k=1, enable_version_counter=False
+    )
+    return best, last
+
+
+def store_frozen_in_bf16(cfg: DictConfig, model, precision: str) -> None:
+    """Under bf16-mixed, frozen projections stored in bf16: exact (see frozen_precision.py)."""
+    if precision == "bf16-mixed" and cfg.trainer.get("frozen_projections_bf16", True):
+        import torch
+
+        from lora_exp.frozen_precision import store_frozen_projections_in
+
+        store_frozen_projections_in(model, torch.bfloat16)
+
+
+def run_measurements(cfg: DictConfig):
+    """The callback that measures latency, memory and throughput of every run (issue 5)."""
+    from lora_exp.measure.run_metrics import RunMeasurements
+
+    measure_cfg = cfg.get("measure") or {}
+    return RunMeasurements(
+        latency_batch_size=measure_cfg.get("latency_batch_size", 1),
+        latency_seq_len=measure_cfg.get("latency_seq_len", 128),
+        latency_trials=measure_cfg.get("latency_trials", 20),
+    )
+
+
+def record_measurements(record: dict, measurements, best, trainer) -> None:
+    """Put what the run measured (and its best checkpoint's size) in the record and the loggers."""
+    if best.best_model_path:
+        measurements.results["checkpoint/saved_bytes"] = Path(best.best_model_path).stat().st_size
+    record["measurements"] = dict(measurements.results)
+    numeric = {k: v for k, v in measurements.results.items() if isinstance(v, int | float)}
+    for logger in trainer.loggers:
+        logger.log_metrics(numeric, step=trainer.global_step)
+
+
 def best_entry(history: list[dict], key: str) -> dict | None:
     """The validation epoch with the highest `key` (the first one on ties)."""
     scored = [h for h in history if key in h]
@@ -101,12 +157,9 @@ def fit_and_test(
 
         return fit_and_test_generation(cfg, record, run_dir, overrides, resume_from)
     import lightning as L
-    import torch
-    from lightning.pytorch.callbacks import ModelCheckpoint
 
     from lora_exp.distributed import build_strategy, resume_agreement, shards_parameters
     from lora_exp.measure.params import count_parameters
-    from lora_exp.measure.run_metrics import RunMeasurements
     from lora_exp.methods import build_method
     from lora_exp.models import get_family, load_backbone, load_tokenizer
     from lora_exp.module import ClassificationModule
@@ -148,10 +201,7 @@ def fit_and_test(
     model.train()  # from_pretrained returns eval mode and Lightning keeps it: dropout would be off
     counts = count_parameters(model, family)  # before the strategy wraps (FSDP holds shards)
     precision = resolve_precision(cfg.trainer.precision)
-    if precision == "bf16-mixed" and cfg.trainer.get("frozen_projections_bf16", True):
-        from lora_exp.frozen_precision import store_frozen_projections_in
-
-        store_frozen_projections_in(model, torch.bfloat16)  # exact under autocast: see the module
+    store_frozen_in_bf16(cfg, model, precision)
     record["params"] = counts
     log.info(
         "%s on %s: %s",
@@ -174,31 +224,8 @@ def fit_and_test(
         and not shards_parameters(cfg.trainer),
     )
     monitor = f"val/{task.primary_metric}"
-    checkpoint_dir = str(run_dir / "checkpoints")
-    # best.ckpt: what the method saves, at the best validation epoch (tested, kept).
-    best = ModelCheckpoint(
-        dirpath=checkpoint_dir,
-        filename="best",
-        monitor=monitor,
-        mode="max",
-        save_top_k=1,
-        save_weights_only=True,
-    )
-    # last.ckpt: with optimizer, scheduler, loop and RNG state, every epoch, to resume from.
-    # (save_last with save_top_k=0 writes only when training ends in Lightning 2.6: not resumable.)
-    last = ModelCheckpoint(
-        dirpath=checkpoint_dir,
-        filename="last",
-        monitor=None,
-        save_top_k=1,
-        enable_version_counter=False,
-    )
-    measure_cfg = cfg.get("measure") or {}
-    measurements = RunMeasurements(
-        latency_batch_size=measure_cfg.get("latency_batch_size", 1),
-        latency_seq_len=measure_cfg.get("latency_seq_len", 128),
-        latency_trials=measure_cfg.get("latency_trials", 20),
-    )
+    best, last = checkpoint_callbacks(run_dir, monitor, "max")
+    measurements = run_measurements(cfg)
     loggers = build_loggers(cfg, run_dir)
     trainer = L.Trainer(
         max_epochs=int(cfg.epochs),
@@ -238,12 +265,8 @@ def fit_and_test(
     from lora_exp.tasks.extra_eval import score_extra_splits
 
     record["test"].update(score_extra_splits(trainer, module, data, task))  # MNLI: test/acc_mm
-    if best.best_model_path:
-        measurements.results["checkpoint/saved_bytes"] = Path(best.best_model_path).stat().st_size
-    record["measurements"] = dict(measurements.results)
-    numeric = {k: v for k, v in measurements.results.items() if isinstance(v, int | float)}
+    record_measurements(record, measurements, best, trainer)
     for logger in trainer.loggers:
-        logger.log_metrics(numeric, step=trainer.global_step)
         logger.save()
     if trainer.is_global_zero:
         (run_dir / "checkpoints" / "last.ckpt").unlink(missing_ok=True)  # finished: no resume

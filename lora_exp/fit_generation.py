@@ -95,14 +95,17 @@ def fit_and_test_generation(
 ) -> None:
     """Train, keep the epoch with the lowest val/loss, generate and score the test MRs."""
     import lightning as L
-    from lightning.pytorch.callbacks import ModelCheckpoint
 
     from lora_exp.fit import (
         build_loggers,
+        checkpoint_callbacks,
         print_summary,
         quiet_library_logging,
+        record_measurements,
         resolve_precision,
+        run_measurements,
         slurm_plugins,
+        store_frozen_in_bf16,
     )
     from lora_exp.generation_module import GenerationModule
     from lora_exp.measure.params import count_parameters
@@ -136,6 +139,8 @@ def fit_and_test_generation(
     method.apply(model, family)
     model.train()
     counts = count_parameters(model, family)
+    precision = resolve_precision(cfg.trainer.precision)
+    store_frozen_in_bf16(cfg, model, precision)
     record["params"] = counts
     log.info(
         "%s on %s: %s",
@@ -161,31 +166,21 @@ def fit_and_test_generation(
         merge_on_eval=bool(cfg.method.get("merge_on_eval", True)),
     )
     monitor = "val/loss"
-    checkpoint_dir = str(run_dir / "checkpoints")
-    best = ModelCheckpoint(
-        dirpath=checkpoint_dir,
-        filename="best",
-        monitor=monitor,
-        mode="min",
-        save_top_k=1,
-        save_weights_only=True,
-    )
-    last = ModelCheckpoint(
-        dirpath=checkpoint_dir, filename="last", monitor=None, enable_version_counter=False
-    )
+    best, last = checkpoint_callbacks(run_dir, monitor, "min")
+    measurements = run_measurements(cfg)
     loggers = build_loggers(cfg, run_dir)
     trainer = L.Trainer(
         max_epochs=int(cfg.epochs),
         accelerator=cfg.trainer.accelerator,
         devices=1,
-        precision=resolve_precision(cfg.trainer.precision),
+        precision=precision,
         gradient_clip_val=cfg.trainer.gradient_clip_val,
         deterministic=bool(cfg.trainer.deterministic),
         log_every_n_steps=int(cfg.trainer.log_every_n_steps),
         enable_progress_bar=bool(cfg.trainer.enable_progress_bar),
         num_sanity_val_steps=0,
         logger=loggers,
-        callbacks=[best, last],
+        callbacks=[best, last, measurements],
         default_root_dir=str(run_dir),
         enable_model_summary=False,
         plugins=slurm_plugins(),
@@ -204,6 +199,7 @@ def fit_and_test_generation(
     record["test"] = {k: float(v) for k, v in results[0].items()}
     record["task"].update(module.metric_info)
     record["predictions"] = str(run_dir / "predictions")
+    record_measurements(record, measurements, best, trainer)
     for logger in trainer.loggers:
         logger.save()
     (run_dir / "checkpoints" / "last.ckpt").unlink(missing_ok=True)

@@ -489,6 +489,9 @@ def test_tiny_run_writes_a_record_with_the_e2e_metrics(e2e_dir, bpe_dir, tmp_pat
     hyp = (run_dir / "predictions" / "test_hyp.txt").read_text().splitlines()
     refs = (run_dir / "predictions" / "test_ref.txt").read_text().split("\n\n")
     assert len(hyp) == 3 and [len(g.strip().splitlines()) for g in refs] == [3, 1, 2]
+    measured = record["measurements"]  # every run measures itself, generation too (issue 5)
+    assert measured["latency/ms"] > 0 and measured["throughput/tokens_per_s"] > 0
+    assert measured["checkpoint/saved_bytes"] > 0 and measured["memory/peak_bytes"] > 0
 
 
 def test_dry_run_counts_the_causal_lm():
