@@ -397,3 +397,42 @@ def test_a_sweep_naming_a_method_that_does_not_exist_submits_nothing(slurm_clust
     assert "Could not find 'method/nosuch'" in result.stderr
     assert not (tmp_path / "s" / ".submitit").exists()
     assert _slurm("sacct", "-X", "-n", "-a", "-o", "JobID", "-S", "now-1hour") == jobs_before
+
+
+# --- trainer=ddp through srun: one task per device, ranks from Lightning's SLURMEnvironment -------
+
+
+def test_ddp_through_srun_writes_one_record_matching_one_local_process(slurm_cluster, tmp_path):
+    """launcher=slurm + trainer=ddp: sbatch --ntasks-per-node=2, srun starts both ranks (CPU, gloo).
+
+    The same tiny configuration as tests/test_ddp.py: one local process and two srun tasks with the
+    same global batch end with the same metrics, and the job leaves exactly one record.
+    """
+    from tests.test_ddp import ENV, TINY_DDP
+    from tests.test_ddp import LOSS_RTOL as DDP_LOSS_RTOL
+    from tests.test_ddp import METRIC_TOLERANCE as DDP_METRIC_TOLERANCE
+
+    local = tmp_path / "one"
+    result = run_cli([*TINY_DDP, f"hydra.run.dir={local}", f"records_root={local}"], env=ENV)
+    assert result.returncode == 0, _explain(result)
+    sweep = tmp_path / "srun"
+    ddp = ["trainer=ddp", "trainer.devices=2", f"hydra.sweep.dir={sweep}", f"records_root={sweep}"]
+    result = run_cli(["-m", *TINY_DDP, *ON_LOCAL_CLUSTER, *ddp], env=ENV, timeout=420)
+    assert result.returncode == 0, _explain(result)
+    assert sorted(p.relative_to(sweep) for p in sweep.rglob("record.json")) == [
+        Path("0/record.json")
+    ]
+    one = json.loads((local / "record.json").read_text())
+    two = json.loads((sweep / "0" / "record.json").read_text())
+    assert two["status"] == "success" and two["distributed"]["world_size"] == 2
+    assert two["environment"]["slurm"]["job_id"]  # it ran as a Slurm job
+    submission = next((sweep / ".submitit").rglob("*_submission.sh")).read_text()
+    assert "--ntasks-per-node=2" in submission  # tasks per node = trainer.devices
+    logs = "".join(p.read_text() for p in (sweep / ".submitit").rglob("*_1_log.err"))
+    logs += "".join(p.read_text() for p in (sweep / ".submitit").rglob("*_1_log.out"))
+    assert "GLOBAL_RANK: 1, MEMBER: 2/2" in logs  # the second srun task was rank 1 of 2
+    for key, value in one["test"].items():
+        assert two["test"][key] == pytest.approx(value, abs=DDP_METRIC_TOLERANCE)
+    for a, b in zip(one["history"], two["history"], strict=True):
+        assert b["train/loss_mean"] == pytest.approx(a["train/loss_mean"], rel=DDP_LOSS_RTOL)
+    assert two["examples_scored"] == one["examples_scored"]
