@@ -134,6 +134,28 @@ def record_measurements(record: dict, measurements, best, trainer) -> None:
         logger.log_metrics(numeric, step=trainer.global_step)
 
 
+def build_trainer(cfg: DictConfig, run_dir: Path, precision: str, loggers, callbacks, **layout):
+    """The Lightning Trainer of every training run; `layout` sets devices, nodes and strategy."""
+    import lightning as L
+
+    return L.Trainer(
+        max_epochs=int(cfg.epochs),
+        accelerator=cfg.trainer.accelerator,
+        precision=precision,
+        gradient_clip_val=cfg.trainer.gradient_clip_val,
+        deterministic=bool(cfg.trainer.deterministic),
+        log_every_n_steps=int(cfg.trainer.log_every_n_steps),
+        enable_progress_bar=bool(cfg.trainer.enable_progress_bar),
+        num_sanity_val_steps=0,
+        logger=loggers,
+        callbacks=callbacks,
+        default_root_dir=str(run_dir),
+        enable_model_summary=False,
+        plugins=slurm_plugins(),
+        **layout,
+    )
+
+
 def best_entry(history: list[dict], key: str) -> dict | None:
     """The validation epoch with the highest `key` (the first one on ties)."""
     scored = [h for h in history if key in h]
@@ -227,24 +249,16 @@ def fit_and_test(
     best, last = checkpoint_callbacks(run_dir, monitor, "max")
     measurements = run_measurements(cfg)
     loggers = build_loggers(cfg, run_dir)
-    trainer = L.Trainer(
-        max_epochs=int(cfg.epochs),
-        accelerator=cfg.trainer.accelerator,
+    trainer = build_trainer(
+        cfg,
+        run_dir,
+        precision,
+        loggers,
+        callbacks=[best, last, measurements, resume_agreement(resume_from)],
         devices=cfg.trainer.devices,
         num_nodes=int(cfg.trainer.get("num_nodes", 1)),
         strategy=build_strategy(cfg, model),  # trainer=ddp / trainer=fsdp; "auto" on one device
         use_distributed_sampler=False,  # our samplers shard themselves (tasks/sampler.py)
-        precision=precision,
-        gradient_clip_val=cfg.trainer.gradient_clip_val,
-        deterministic=bool(cfg.trainer.deterministic),
-        log_every_n_steps=int(cfg.trainer.log_every_n_steps),
-        enable_progress_bar=bool(cfg.trainer.enable_progress_bar),
-        num_sanity_val_steps=0,
-        logger=loggers,
-        callbacks=[best, last, measurements, resume_agreement(resume_from)],
-        default_root_dir=str(run_dir),
-        enable_model_summary=False,
-        plugins=slurm_plugins(),
     )
     for logger in trainer.loggers:
         logger.log_hyperparams(redact(OmegaConf.to_container(cfg, resolve=True)))

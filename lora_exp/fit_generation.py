@@ -98,13 +98,13 @@ def fit_and_test_generation(
 
     from lora_exp.fit import (
         build_loggers,
+        build_trainer,
         checkpoint_callbacks,
         print_summary,
         quiet_library_logging,
         record_measurements,
         resolve_precision,
         run_measurements,
-        slurm_plugins,
         store_frozen_in_bf16,
     )
     from lora_exp.generation_module import GenerationModule
@@ -169,21 +169,8 @@ def fit_and_test_generation(
     best, last = checkpoint_callbacks(run_dir, monitor, "min")
     measurements = run_measurements(cfg)
     loggers = build_loggers(cfg, run_dir)
-    trainer = L.Trainer(
-        max_epochs=int(cfg.epochs),
-        accelerator=cfg.trainer.accelerator,
-        devices=1,
-        precision=precision,
-        gradient_clip_val=cfg.trainer.gradient_clip_val,
-        deterministic=bool(cfg.trainer.deterministic),
-        log_every_n_steps=int(cfg.trainer.log_every_n_steps),
-        enable_progress_bar=bool(cfg.trainer.enable_progress_bar),
-        num_sanity_val_steps=0,
-        logger=loggers,
-        callbacks=[best, last, measurements],
-        default_root_dir=str(run_dir),
-        enable_model_summary=False,
-        plugins=slurm_plugins(),
+    trainer = build_trainer(
+        cfg, run_dir, precision, loggers, callbacks=[best, last, measurements], devices=1
     )
     for logger in trainer.loggers:
         logger.log_hyperparams(redact(OmegaConf.to_container(cfg, resolve=True)))
