@@ -466,3 +466,18 @@ def test_efficiency_log_lines_are_parsed(tmp_path):
         "peft-compiled",
     )
     assert (row["step_ms"], row["tokens_per_s"], row["peak"]) == (36.13, 113370, 5770838016)
+
+
+def test_embedded_tables_keep_their_figure_links(tmp_path):
+    """A table.md linking a figure beside it still links it from the README's folder."""
+    from lora_exp.report.readme import rebase_links
+
+    artifact = tmp_path / "results" / "section7"
+    (artifact / "pair").mkdir(parents=True)
+    (artifact / "pair" / "fig.png").write_bytes(b"png")
+    text = "[fig](pair/fig.png) [web](https://example.org) [anchor](#x) [gone](nope.png)"
+    rebased = rebase_links(text, artifact, tmp_path)
+    assert rebased == (
+        "[fig](results/section7/pair/fig.png) [web](https://example.org) [anchor](#x) "
+        "[gone](nope.png)"
+    )

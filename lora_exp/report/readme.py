@@ -20,6 +20,7 @@ when nothing changed.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from lora_exp.errors import UserError
@@ -31,6 +32,23 @@ CLAIMS = "claims.md"  # first, when present
 EXTRA = ("targets.md",)  # after an artifact's table.md, when present
 
 
+LINK = re.compile(r"(\]\()([^)\s]+)(\))")
+
+
+def rebase_links(text: str, source_dir: Path, relative_to: Path) -> str:
+    """Markdown links relative to `source_dir` rewritten relative to `relative_to` (the README's
+    folder), so a table that links its own figures still links them once embedded."""
+
+    def rebase(match: re.Match) -> str:
+        target = match.group(2)
+        if re.match(r"^([a-z]+:|/|#)", target) or not (source_dir / target).exists():
+            return match.group(0)  # absolute, a URL, an anchor, or not a file next to the table
+        link = Path(os.path.relpath((source_dir / target).resolve(), relative_to)).as_posix()
+        return f"{match.group(1)}{link}{match.group(3)}"
+
+    return LINK.sub(rebase, text)
+
+
 def results_block(results_dir: Path, relative_to: Path) -> str:
     """The generated section: every artifact's table.md, then links to its figures."""
     results_dir = Path(results_dir)
@@ -38,7 +56,7 @@ def results_block(results_dir: Path, relative_to: Path) -> str:
     if (results_dir / CLAIMS).exists():
         parts.append((results_dir / CLAIMS).read_text().rstrip("\n"))
     for table in sorted(results_dir.glob("*/table.md")):
-        text = table.read_text().rstrip("\n")
+        text = rebase_links(table.read_text().rstrip("\n"), table.parent, relative_to)
         for name in EXTRA:
             if (table.parent / name).exists():
                 text += "\n\n" + (table.parent / name).read_text().rstrip("\n")
