@@ -234,6 +234,32 @@ def read_paper_csv(artifact: str) -> list[dict]:
     return list(csv.DictReader(lines))
 
 
+def training_step(forward, optimizer, ids: torch.Tensor, labels: torch.Tensor, bf16: bool):
+    """One benchmark training step: forward (bf16 autocast when `bf16`), backward, AdamW step,
+    zero_grad. `forward` is the model as called (plain, compiled or DDP-wrapped)."""
+
+    def step():
+        with torch.autocast(ids.device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = forward(input_ids=ids, labels=labels).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return step
+
+
+def write_outputs(out: Path, artifact: str, columns, result: dict, markdown: str, config: dict,
+                  extra: dict, started: float, record: bool) -> list:  # fmt: skip
+    """A benchmark's table.csv, table.md and (with `record`) runs/<stamp>/record.json."""
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(out / "table.csv", columns, result["rows"])
+    (out / "table.md").write_text(markdown)
+    written = [out / "table.csv", out / "table.md"]
+    if record:
+        written.append(write_record(out, artifact, config, extra, started))
+    return written
+
+
 def free_memory() -> None:
     """Release cached blocks between measurements (the next one's peak starts clean)."""
     import gc

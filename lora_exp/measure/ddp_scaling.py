@@ -68,13 +68,7 @@ def train_rate(args, method: str, device: torch.device, rank: int, world: int) -
     labels = torch.randint(0, 2, (args.batch,), generator=torch.Generator().manual_seed(rank))
     labels = labels.to(device)
     bf16 = device.type == "cuda"
-
-    def step():
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            loss = ddp(input_ids=ids, labels=labels).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+    step = bench.training_step(ddp, optimizer, ids, labels, bf16)
 
     for _ in range(args.warmup):
         step()

@@ -108,14 +108,8 @@ def measure(model, seq: int, batch: int, steps: int, warmup: int, device, compil
     labels = torch.randint(0, 2, (batch,), generator=torch.Generator().manual_seed(seed))
     labels = labels.to(device)
     forward = torch.compile(model) if compiled else model
-    autocast = cuda  # bf16 mixed precision on a GPU (the framework's default there), fp32 on CPU
-
-    def step():
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-            loss = forward(input_ids=ids, labels=labels).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+    # bf16 mixed precision on a GPU (the framework's default there), fp32 on CPU
+    step = bench.training_step(forward, optimizer, ids, labels, bf16=cuda)
 
     start = time.perf_counter()
     for _ in range(warmup):
@@ -322,19 +316,16 @@ def write_outputs(out: Path, result: dict, config: dict, started: float, record:
     """table.csv, table.md and (with `record`) runs/<stamp>/record.json."""
     from lora_exp.measure.tables import efficiency_markdown
 
-    out.mkdir(parents=True, exist_ok=True)
-    bench.write_csv(out / "table.csv", COLUMNS, result["rows"])
-    (out / "table.md").write_text(efficiency_markdown(result, config))
-    written = [out / "table.csv", out / "table.md"]
-    if record:
-        extra = {
-            "efficiency": result["rows"],
-            "notes": result["notes"],
-            "mfu": result["mfu"],
-            "matmul_tflops": result["matmul_tflops"],
-        }
-        written.append(bench.write_record(out, ARTIFACT, config, extra, started))
-    return written
+    extra = {
+        "efficiency": result["rows"],
+        "notes": result["notes"],
+        "mfu": result["mfu"],
+        "matmul_tflops": result["matmul_tflops"],
+    }
+    markdown = efficiency_markdown(result, config)
+    return bench.write_outputs(
+        out, ARTIFACT, COLUMNS, result, markdown, config, extra, started, record
+    )
 
 
 if __name__ == "__main__":

@@ -259,19 +259,16 @@ def write_outputs(out: Path, result: dict, config: dict, started: float, record:
     """table.csv, table.md and (with `record`) runs/<stamp>/record.json."""
     from lora_exp.measure.tables import latency_markdown
 
-    out.mkdir(parents=True, exist_ok=True)
-    bench.write_csv(out / "table.csv", COLUMNS, result["rows"])
-    (out / "table.md").write_text(latency_markdown(result, config, bench.read_paper_csv(ARTIFACT)))
-    written = [out / "table.csv", out / "table.md"]
-    if record:
-        extra = {
-            "latency": result["rows"],
-            "params": result["info"],
-            "checks": result["checks"],
-            "notes": result["notes"],
-        }
-        written.append(bench.write_record(out, ARTIFACT, config, extra, started))
-    return written
+    extra = {
+        "latency": result["rows"],
+        "params": result["info"],
+        "checks": result["checks"],
+        "notes": result["notes"],
+    }
+    markdown = latency_markdown(result, config, bench.read_paper_csv(ARTIFACT))
+    return bench.write_outputs(
+        out, ARTIFACT, COLUMNS, result, markdown, config, extra, started, record
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
