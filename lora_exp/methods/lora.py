@@ -23,6 +23,7 @@ from torch import nn
 
 from lora_exp.errors import UserError
 from lora_exp.methods.base import Method, freeze_all_but_head, replace_module
+from lora_exp.methods.input_cast import SharedInputCast
 from lora_exp.methods.lora_layer import LoRALinear, weight_dims
 from lora_exp.methods.registry import register
 from lora_exp.models import Family
@@ -89,9 +90,11 @@ class LoRA(Method):
         for module_name, (_, num_parts) in plan.items():
             check_rank(module_name, model.get_submodule(module_name), rank, num_parts)
         freeze_all_but_head(model, family)
+        shared_cast = SharedInputCast()  # W_q and W_v read the same hidden states: cast once
         for module_name, (parts, num_parts) in plan.items():
             base = model.get_submodule(module_name)
             layer = LoRALinear(base, rank=rank, parts=parts, num_parts=num_parts, **settings)
+            layer.input_cast = shared_cast
             replace_module(model, module_name, layer)
 
     def merge(self, model: nn.Module) -> None:

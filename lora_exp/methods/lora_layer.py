@@ -14,6 +14,12 @@ only, not one rank-r update over all of q, k and v (which is what PEFT's default
 
 Merging replaces W0 by W0 + (alpha / r) B A; the unmerged W0 tensor is kept aside so that `unmerge`
 restores it bit for bit (subtracting the product again would drift in floating point).
+
+Training runs through `LoRAProjection` (lora_function.py), the formula with its backward written
+out (about half the kernels of autograd's generic path, which is what eager training at short
+lengths is bound by), fed one autocast copy of the input shared by the layers that read it
+(input_cast.py). `forward_autograd` is the same formula in plain autograd: the fallback when the
+base layer trains too, and the tests' reference.
 """
 
 from __future__ import annotations
@@ -24,7 +30,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lora_exp.methods.input_cast import SharedInputCast
+from lora_exp.methods.lora_function import LoRAProjection, block_b
+
 INITS = ("kaiming", "gaussian")
+
+
+def compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype a projection computes in: autocast's when it is on (and x is a float autocast
+    lowers), else x's own."""
+    device = x.device.type
+    if torch.is_autocast_enabled(device) and x.is_floating_point() and x.dtype != torch.float64:
+        return torch.get_autocast_dtype(device)
+    return x.dtype
 
 
 def weight_dims(base: nn.Module) -> tuple[int, int]:
@@ -76,6 +94,8 @@ class LoRALinear(nn.Module):
             torch.zeros(p * self.part_size, rank, device=device, dtype=dtype)
         )
         self.lora_dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        # Set by the LoRA method to one cast shared by all layers of a model (input_cast.py).
+        self.input_cast: SharedInputCast | None = None
         self.merged = False
         self._unmerged_weight: torch.Tensor | None = None
         if device.type != "meta":
@@ -90,42 +110,54 @@ class LoRALinear(nn.Module):
         nn.init.zeros_(self.lora_B)
 
     def delta_weight(self) -> torch.Tensor:
-        """ΔW = (alpha / r) B A in nn.Linear orientation, shape (d_out, d_in)."""
-        p, r, o = len(self.parts), self.rank, self.part_size
-        a = self.lora_A.view(p, r, self.in_features)  # (P, r, d_in)
-        b = self.lora_B.view(p, o, r)  # (P, o, r)
-        per_part = torch.bmm(b, a) * self.scaling  # (P, o, d_in)
-        if p == self.num_parts:  # every part adapted (the plain case): no zero blocks
-            return per_part.reshape(self.out_features, self.in_features)
-        delta = per_part.new_zeros(self.num_parts, o, self.in_features)
-        delta[list(self.parts)] = per_part
-        return delta.reshape(self.out_features, self.in_features)
+        """ΔW = (alpha / r) B̂ A in nn.Linear orientation, shape (d_out, d_in).
+
+        B̂ is the block-structured B of `lora_function.block_b` (B itself for a plain projection),
+        so for a fused projection the unadapted parts get exact zero rows.
+        """
+        b_hat = block_b(self.lora_B, self.parts, self.num_parts)
+        return (b_hat @ self.lora_A) * self.scaling
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        result = self.base(x)  # (..., d_out)
         if self.merged:
-            return result
-        h = F.linear(self.lora_dropout(x), self.lora_A)  # (..., P r)
-        if len(self.parts) == self.num_parts == 1:
-            # result + s · h Bᵀ as one GEMM whose epilogue scales and adds (cuBLAS beta = 1,
-            # alpha = s): no separate multiply and add over the (tokens × d_out) output, and
-            # three ops instead of eight per layer, which is what eager training is bound by.
-            flat = torch.addmm(
-                result.reshape(-1, self.out_features),
-                h.reshape(-1, self.rank),
-                self.lora_B.T,
-                alpha=self.scaling,
-            )
-            return flat.view(result.shape)
-        p, r, o = len(self.parts), self.rank, self.part_size
-        update = torch.einsum(
-            "...pr,por->...po", h.unflatten(-1, (p, r)), self.lora_B.view(p, o, r)
+            return self.base(x)
+        if self.base.weight.requires_grad or (
+            self.base.bias is not None and self.base.bias.requires_grad
+        ):
+            return self.forward_autograd(x)  # LoRAProjection's backward assumes W0, b frozen
+        dtype = compute_dtype(x)
+        if self.input_cast is not None and not torch.compiler.is_compiling():
+            x_cast = self.input_cast(x, dtype)
+        else:
+            x_cast = x.to(dtype)
+        # Without dropout the low-rank path reads x itself (LoRAProjection then fuses the two
+        # input gradients); with it, dropout acts before the cast, as under plain autocast.
+        no_dropout = isinstance(self.lora_dropout, nn.Identity)
+        x_lora = None if no_dropout else self.lora_dropout(x).to(dtype)
+        weight, bias = self.base.weight, self.base.bias
+        return LoRAProjection.apply(
+            x_cast,
+            x_lora,
+            weight.to(dtype),  # no-op for W0 stored in bf16 (frozen_precision.py)
+            None if bias is None else bias.to(dtype),
+            self.lora_A.to(dtype),
+            self.lora_B.to(dtype),
+            self.scaling,
+            self.parts,
+            self.num_parts,
+            self.fan_in_fan_out,
         )
-        update = update * self.scaling
-        pieces = list(result.split(o, dim=-1))  # the fused projection's parts (GPT-2: q, k, v)
-        for i, part in enumerate(self.parts):
-            pieces[part] = pieces[part] + update[..., i, :]
-        return torch.cat(pieces, dim=-1)
+
+    def forward_autograd(self, x: torch.Tensor) -> torch.Tensor:
+        """The formula with plain autograd: h = W0 x + b + s · B̂ A dropout(x).
+
+        Used when the base layer trains too, and by the tests as the reference.
+        """
+        update = F.linear(F.linear(self.lora_dropout(x), self.lora_A), self.lora_B_hat())
+        return self.base(x) + update * self.scaling
+
+    def lora_B_hat(self) -> torch.Tensor:
+        return block_b(self.lora_B, self.parts, self.num_parts)
 
     @torch.no_grad()
     def merge(self, keep_original: bool = True) -> None:
