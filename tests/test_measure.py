@@ -79,16 +79,17 @@ def test_interleave_visits_variants_round_robin():
         return 10.0 * len(seen)
 
     times = interleave(runners, trials=4, warmup=2, timer=fake)
-    assert seen == list("abc") * 4
-    assert calls == list("abc") * 6  # 2 untimed warm-up rounds, then 4 timed
-    assert times[("a",)] == [10.0, 40.0, 70.0, 100.0]  # trial t of "a" is call 3 t + 1
-    assert bench.percentiles(times[("b",)])["ms_median"] == 65.0
+    assert "".join(seen) == "abc" + "bca" + "cab" + "abc"  # each trial starts one further on
+    assert "".join(calls) == "abc" * 2 + "".join(seen)  # 2 untimed warm-up rounds first
+    assert times[("a",)] == [10.0, 60.0, 80.0, 100.0]  # a's position: 1st, 3rd, 2nd, 1st
+    assert bench.percentiles(times[("b",)])["ms_median"] == 65.0  # [20, 40, 90, 110]
 
 
 def test_latency_trials_are_interleaved_across_variants(latency_run):
     result, timer = latency_run
     order = [(v, "eager") for v in latency.VARIANTS]
-    assert timer.keys == order * 3
+    rotated = [order[t % len(order) :] + order[: t % len(order)] for t in range(3)]
+    assert timer.keys == [key for trial in rotated for key in trial]
     assert [(r["variant"], r["mode"]) for r in result["rows"]] == order
 
 

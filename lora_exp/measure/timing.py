@@ -10,7 +10,12 @@ A timer is any callable `timer(runner) -> milliseconds` that calls `runner()` ex
 
 `interleave` visits the variants round-robin: trial 1 of every variant, then trial 2 of every
 variant, and so on, so slow drifts (GPU clocks, temperature, other processes) hit all variants
-alike instead of favouring whichever ran first. Tests inject a fake timer to check the order.
+alike instead of favouring whichever ran first. Each trial starts one variant further along
+(trial t visits variants t, t+1, ..., wrapping around), so every variant takes every position in
+the round equally often: what runs just before a variant (a CUDA-graph replay, a larger model
+that evicted the CPU caches) is no longer always the same, which at batch 1, where eager timing
+is launch-bound, biased the first variant by a few percent. Tests inject a fake timer to check
+the order.
 """
 
 from __future__ import annotations
@@ -66,7 +71,8 @@ def default_timer(device: torch.device) -> Timer:
 def interleave(
     runners: Sequence[Runner], trials: int, warmup: int, timer: Timer
 ) -> dict[tuple, list[float]]:
-    """Time every runner `trials` times, round-robin, after `warmup` untimed rounds.
+    """Time every runner `trials` times, round-robin with a rotating start, after `warmup`
+    untimed rounds.
 
     Returns:
         runner key -> the `trials` timings in milliseconds, in trial order.
@@ -77,7 +83,8 @@ def interleave(
         for runner in runners:
             runner()
     times: dict[tuple, list[float]] = {runner.key: [] for runner in runners}
-    for _ in range(trials):
-        for runner in runners:
+    for trial in range(trials):
+        start = trial % len(runners)
+        for runner in [*runners[start:], *runners[:start]]:
             times[runner.key].append(float(timer(runner)))
     return times
