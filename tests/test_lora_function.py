@@ -45,7 +45,7 @@ def test_fast_path_equals_autograd_formula_and_passes_gradcheck(kind, parts, num
     x = torch.randn(3, 5, 12, dtype=torch.float64, requires_grad=True)
     fast, reference = layer(x), layer.forward_autograd(x)
     torch.testing.assert_close(fast, reference, rtol=0, atol=1e-12)
-    for got, want in zip(_grads(fast, layer, x), _grads(reference, layer, x)):
+    for got, want in zip(_grads(fast, layer, x), _grads(reference, layer, x), strict=True):
         torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
 
     def projection(x, x_lora, a, b):
@@ -68,7 +68,7 @@ def test_fast_path_with_dropout_draws_the_same_mask_as_the_formula():
     torch.manual_seed(5)
     reference = layer.forward_autograd(x)
     torch.testing.assert_close(fast, reference, rtol=0, atol=1e-12)
-    for got, want in zip(_grads(fast, layer, x), _grads(reference, layer, x)):
+    for got, want in zip(_grads(fast, layer, x), _grads(reference, layer, x), strict=True):
         torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
 
 
@@ -81,7 +81,10 @@ def test_trainable_base_weight_falls_back_to_autograd_and_gets_its_gradient():
 
 
 def test_shared_cast_is_made_once_for_layers_reading_the_same_input():
-    q, v = _layer("linear", (0,), 1, torch.float32), _layer("linear", (0,), 1, torch.float32, seed=1)
+    q, v = (
+        _layer("linear", (0,), 1, torch.float32),
+        _layer("linear", (0,), 1, torch.float32, seed=1),
+    )
     cast = SharedInputCast()
     q.input_cast = v.input_cast = cast
     x = torch.randn(4, 12, requires_grad=True)
@@ -152,5 +155,5 @@ def test_fast_path_traces_whole_under_torch_compile(parts, num_parts):
     eager = _grads(layer(x), layer, x)
     compiled = _grads(torch.compile(layer, backend="aot_eager")(x), layer, x)
     dynamo.reset()
-    for got, want in zip(compiled, eager):
+    for got, want in zip(compiled, eager, strict=True):
         torch.testing.assert_close(got, want)

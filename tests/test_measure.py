@@ -191,6 +191,35 @@ def test_efficiency_cli(tmp_path):
     assert record["status"] == "success" and len(record["efficiency"]) == 2
 
 
+def test_efficiency_rounds_pool_every_step_and_rotate_the_order(tmp_path):
+    args = ["--models", "tiny-gpt2", "--seq-lens", "8", "--batch-size", "2", "--steps", "2"]
+    args += ["--warmup", "0", "--methods", "lora", "bitfit", "--no-peft", "--rounds", "3"]
+    args += ["--device", "cpu", "--out", str(tmp_path)]
+    assert efficiency.main(args) == 0
+    record = json.loads(next((tmp_path / "runs").glob("*/record.json")).read_text())
+    assert record["config"]["rounds"] == 3
+    for row in record["efficiency"]:
+        assert row["rounds"] == 3 and len(row["step_times_ms"]) == 6  # 3 rounds x 2 steps
+        median = bench.percentiles(row["step_times_ms"])["ms_median"]
+        assert row["step_ms"] == pytest.approx(median, abs=1e-3)  # rounded to the microsecond
+    assert "in each of 3 rounds" in (tmp_path / "table.md").read_text()
+
+
+def test_efficiency_markdown_shows_gpu_busy_time_where_profiled():
+    from lora_exp.measure.tables import efficiency_markdown
+
+    row = {"model": "m", "seq_len": 128, "method": "lora", "impl": "lora_exp", "step_ms": 50.0}
+    row |= {"step_ms_p10": 49.0, "step_ms_p90": 51.0, "tokens_per_s": 1.0, "peak_mem_bytes": 1}
+    row |= {"optimizer_state_bytes": 1, "trainable": 1, "saved_bytes": 1, "device": "gpu"}
+    config = {"batch_size": 32, "autocast": True, "fused_adamw": True, "steps": 20, "warmup": 5}
+    config |= {"lora": efficiency.LORA, "adapter_rank": 8}
+    plain = efficiency_markdown({"rows": [row], "notes": []}, config)
+    assert "GPU busy" not in plain
+    row |= {"kernels_per_step": 1800.0, "gpu_busy_ms": 12.5}
+    profiled = efficiency_markdown({"rows": [row], "notes": []}, config)
+    assert "| m | 128 | lora | lora_exp | 1,800 | 12.5 | 50.0 | 25% |" in profiled
+
+
 def test_measure_inference_latency_merges_and_restores():
     from lora_exp.methods import build_method
     from lora_exp.methods.lora import lora_layers

@@ -99,8 +99,27 @@ def step_times(step, steps: int, device: torch.device) -> list[float]:
     return [events[i].elapsed_time(events[i + 1]) for i in range(steps)]
 
 
-def measure(model, seq: int, batch: int, steps: int, warmup: int, device, compiled: bool, seed):
-    """Time training steps of `model`; returns step statistics, memory and optimizer bytes."""
+def kernel_profile(step, steps: int) -> dict:
+    """GPU kernels (and memory copies/sets) per step and the GPU time they take, from
+    torch.profiler over `steps` steps. A step longer than its GPU time is launch-bound: the GPU
+    waits for the host to issue work, and fewer kernels, not fewer FLOPs, make it faster."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for _ in range(steps):
+            step()
+        torch.cuda.synchronize()
+    gpu = [e for e in prof.events() if e.device_type == DeviceType.CUDA]
+    busy_us = sum(e.time_range.elapsed_us() for e in gpu)
+    return {"kernels_per_step": len(gpu) / steps, "gpu_busy_ms": busy_us / 1e3 / steps}
+
+
+def measure(model, seq: int, batch: int, steps: int, warmup: int, device, compiled: bool, seed,
+            profile_steps: int = 0):  # fmt: skip
+    """Time training steps of `model`; returns step statistics, memory and optimizer bytes (and,
+    with `profile_steps` on a GPU, kernels and GPU time per step: `kernel_profile`)."""
     params = [p for p in model.parameters() if p.requires_grad]
     cuda = device.type == "cuda"
     optimizer = torch.optim.AdamW(params, lr=1e-5, fused=cuda)
@@ -118,7 +137,8 @@ def measure(model, seq: int, batch: int, steps: int, warmup: int, device, compil
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     warmup_s = time.perf_counter() - start
-    stats = bench.percentiles(step_times(step, steps, device))
+    times = step_times(step, steps, device)
+    stats = bench.percentiles(times)
     optimizer_bytes = sum(
         t.numel() * t.element_size()
         for state in optimizer.state.values()
@@ -126,7 +146,14 @@ def measure(model, seq: int, batch: int, steps: int, warmup: int, device, compil
         if torch.is_tensor(t)
     )
     flops = 6 * matmul_params(model) * batch * seq + attention_flops(model, batch, seq)
+    profiled = {}
+    if cuda and profile_steps:
+        try:  # a profiler failure must not cost the timing row
+            profiled = kernel_profile(step, profile_steps)
+        except Exception as exc:
+            profiled = {"profile_error": f"{type(exc).__name__}: {exc}"[:200]}
     return {
+        **profiled,
         "step_ms": stats["ms_median"],
         "step_ms_p10": stats["ms_p10"],
         "step_ms_p90": stats["ms_p90"],
@@ -136,6 +163,7 @@ def measure(model, seq: int, batch: int, steps: int, warmup: int, device, compil
         "trainable_with_head": sum(p.numel() for p in params),
         "warmup_s": round(warmup_s, 2),
         "full_ft_flops_per_step": flops,
+        "step_times_ms": times,
     }
 
 
@@ -174,7 +202,7 @@ def one_configuration(model_name, seq, method, impl, mode, settings: dict) -> di
     try:
         result = measure(
             model, seq, settings["batch_size"], settings["steps"], settings["warmup"], dev,
-            mode == "compiled", settings["seed"],
+            mode == "compiled", settings["seed"], settings.get("profile_steps", 0),
         )  # fmt: skip
         saved = bench.serialized_bytes(to_save())
     finally:
@@ -207,6 +235,36 @@ def mfu_line(row: dict, ceiling: float | None) -> str:
     return line + " (model FLOPs: 6 N per token + attention 12 L d T^2 per sequence)"
 
 
+def row_line(row: dict) -> str:
+    return (
+        f"{row['model']} seq {row['seq_len']} {row['method']:9s} {row['impl']:18s} "
+        f"{row['step_ms']:9.2f} ms/step {row['tokens_per_s']:12,.0f} tok/s "
+        f"peak {row['peak_mem_bytes'] or 0:,} B saved {row['saved_bytes']:,} B"
+        + (
+            f" | {row['kernels_per_step']:.0f} kernels, GPU busy {row['gpu_busy_ms']:.1f} ms/step"
+            if row.get("kernels_per_step") is not None
+            else ""
+        )
+    )
+
+
+def pool_rounds(rounds: list[dict]) -> dict:
+    """One row from a configuration's rounds: step statistics over all their steps, the largest
+    peak memory (each round is built fresh, so they agree to within allocator noise)."""
+    row = dict(rounds[0])
+    times = [t for r in rounds for t in r["step_times_ms"]]
+    stats = bench.percentiles(times)
+    row |= {"step_ms": stats["ms_median"], "step_ms_p10": stats["ms_p10"]}
+    row |= {"step_ms_p90": stats["ms_p90"], "step_times_ms": times, "rounds": len(rounds)}
+    row["tokens_per_s"] = row["batch_size"] * row["seq_len"] / (stats["ms_median"] / 1e3)
+    row["round_medians_ms"] = [round(r["step_ms"], 3) for r in rounds]
+    peaks = [r["peak_mem_bytes"] for r in rounds if r["peak_mem_bytes"] is not None]
+    row["peak_mem_bytes"] = max(peaks) if peaks else None
+    for key in ("step_ms", "step_ms_p10", "step_ms_p90", "tokens_per_s"):
+        row[key] = round(row[key], 3)
+    return row
+
+
 def run_efficiency(
     models=MODELS,
     seq_lens=(128, 512),
@@ -220,16 +278,23 @@ def run_efficiency(
     lora: dict | None = None,
     adapter_rank: int = ADAPTER_RANK,
     seed: int = 0,
+    rounds: int = 1,
+    profile_steps: int = 0,
     log=print,
 ) -> dict:
     """Every model x length x mode x (method, impl); returns rows, notes and the MFU lines.
 
-    A configuration that fails (out of memory, a compile error) is left out with a note, so
-    one failure does not cost the other measurements of a GPU session.
+    With `rounds` > 1 the configurations of one (model, length, mode) are measured in turn,
+    each round starting one configuration further along, and a row pools its rounds' steps:
+    drift over the minutes a group takes (host CPU load, clocks) then hits every configuration
+    alike, where one block of steps each left the launch-bound length-128 rows up to 40% apart
+    between two runs. A configuration that fails (out of memory, a compile error) is left out
+    with a note, so one failure does not cost the other measurements of a GPU session.
     """
     dev = bench.resolve_device(device)
     settings = {"device": dev, "seed": seed, "lora": lora or LORA, "adapter_rank": adapter_rank}
     settings |= {"batch_size": batch_size, "steps": steps, "warmup": warmup}
+    settings["profile_steps"] = profile_steps
     notes, rows = [], []
     runs = [(m, "lora_exp") for m in methods if bench.method_available(m)]
     notes += [
@@ -241,24 +306,32 @@ def run_efficiency(
     for model_name in models:
         for seq in seq_lens:
             for mode in modes:
-                for method, impl in runs:
-                    try:
-                        row = one_configuration(model_name, seq, method, impl, mode, settings)
-                    except UserError:
-                        raise
-                    except Exception as exc:  # keep the session's other rows
-                        note = f"{model_name} seq {seq} {method} {impl} {mode}: failed, "
-                        note += f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}"
-                        notes.append(note)
-                        log(note)
-                        bench.free_memory()
-                        continue
-                    rows.append(row)
-                    log(
-                        f"{model_name} seq {seq} {method:9s} {row['impl']:18s} "
-                        f"{row['step_ms']:9.2f} ms/step {row['tokens_per_s']:12,.0f} tok/s "
-                        f"peak {row['peak_mem_bytes'] or 0:,} B saved {row['saved_bytes']:,} B"
-                    )
+                measured: dict[tuple, list[dict]] = {run: [] for run in runs}
+                failed: set[tuple] = set()
+                for round_ in range(rounds):
+                    start = round_ % len(runs)
+                    for method, impl in [*runs[start:], *runs[:start]]:
+                        if (method, impl) in failed:
+                            continue
+                        try:
+                            row = one_configuration(model_name, seq, method, impl, mode, settings)
+                        except UserError:
+                            raise
+                        except Exception as exc:  # keep the session's other rows
+                            note = f"{model_name} seq {seq} {method} {impl} {mode}: failed, "
+                            first = (str(exc).splitlines() or [""])[0][:200]
+                            notes.append(note + f"{type(exc).__name__}: {first}")
+                            log(notes[-1])
+                            failed.add((method, impl))
+                            bench.free_memory()
+                            continue
+                        measured[(method, impl)].append(row)
+                        log(f"round {round_ + 1}/{rounds} " + row_line(row))
+                for run in runs:
+                    if measured[run] and run not in failed:
+                        rows.append(pool_rounds(measured[run]))
+                        if rounds > 1:
+                            log("pooled      " + row_line(rows[-1]))
     mfu = [mfu_line(r, ceiling) for r in rows if r["method"] == "full_ft"]
     return {"rows": rows, "notes": notes, "mfu": mfu, "matmul_tflops": ceiling, "device": dev}
 
@@ -281,6 +354,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--steps", type=int, default=20, help="timed steps per configuration")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps first")
+    parser.add_argument(
+        "--rounds", type=int, default=1,
+        help="measure each (model, length, mode) group this many times in rotating order",
+    )  # fmt: skip
+    parser.add_argument(
+        "--profile-steps", type=int, default=3,
+        help="after timing, profile this many steps for kernels and GPU time per step (GPU only)",
+    )  # fmt: skip
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--lora-rank", type=int, default=LORA["rank"])
     parser.add_argument("--lora-alpha", type=float, default=LORA["alpha"])
@@ -295,6 +376,7 @@ def main(argv: list[str] | None = None) -> int:
         result = run_efficiency(
             args.models, args.seq_lens, args.batch_size, args.methods, not args.no_peft,
             args.modes, args.steps, args.warmup, args.device, lora, args.adapter_rank, args.seed,
+            args.rounds, args.profile_steps,
         )  # fmt: skip
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -303,7 +385,8 @@ def main(argv: list[str] | None = None) -> int:
     config = {
         "benchmark": ARTIFACT, "model": {"name": ",".join(args.models)}, "models": args.models,
         "seq_lens": args.seq_lens, "batch_size": args.batch_size, "methods": args.methods,
-        "peft": not args.no_peft, "modes": args.modes, "steps": args.steps,
+        "peft": not args.no_peft, "modes": args.modes, "steps": args.steps, "rounds": args.rounds,
+        "profile_steps": args.profile_steps,
         "warmup": args.warmup, "device": args.device, "autocast": cuda, "fused_adamw": cuda,
         "lora": lora, "adapter_rank": args.adapter_rank, "seed": args.seed,
     }  # fmt: skip

@@ -89,6 +89,30 @@ EFFICIENCY_REFERENCE = [
 ]
 
 
+def launch_bound_lines(rows: list[dict]) -> list[str]:
+    """Kernels and GPU time per step beside the step time (rows profiled on a GPU only)."""
+    profiled = [r for r in rows if r.get("kernels_per_step") is not None]
+    if not profiled:
+        return []
+    lines = [
+        "",
+        "GPU time per step (torch.profiler: the kernels' own time, summed): where it is well "
+        "below the step time the GPU waits for the host to launch work, and the step's length "
+        "follows the number of kernels, not the FLOPs.",
+        "",
+        "| model | seq | method | impl | kernels/step | GPU busy ms/step | ms/step "
+        "| GPU busy share |",
+        "|---|---|---|---|---:|---:|---:|---:|",
+    ]
+    for r in profiled:
+        lines.append(
+            f"| {r['model']} | {r['seq_len']} | {r['method']} | {r['impl']} "
+            f"| {r['kernels_per_step']:,.0f} | {r['gpu_busy_ms']:.1f} | {r['step_ms']:.1f} "
+            f"| {r['gpu_busy_ms'] / r['step_ms']:.0%} |"
+        )
+    return lines
+
+
 def efficiency_markdown(result: dict, config: dict) -> str:
     """Step time, throughput, memory and checkpoint size, with ratios to full fine-tuning."""
     rows = result["rows"]
@@ -119,13 +143,21 @@ def efficiency_markdown(result: dict, config: dict) -> str:
             f"| {mem_ratio} | {_bytes(r['optimizer_state_bytes'])} "
             f"| {format_count(r['trainable'])} | {_bytes(r['saved_bytes'])} |"
         )
+    lines += launch_bound_lines(rows)
     device = rows[0]["device"] if rows else "?"
     notes = [
         f"device: {device}; batch {config['batch_size']}; "
         f"{AUTOCAST_NOTE if config['autocast'] else 'fp32, no autocast'}; "
         f"AdamW ({'fused' if config['fused_adamw'] else 'default'}); {config['steps']} timed "
-        f"steps after {config['warmup']} warm-up steps; a step is forward, backward, optimizer "
-        "step and zero_grad; each configuration is built fresh and measured alone.",
+        f"steps after {config['warmup']} warm-up steps"
+        + (
+            f", in each of {config['rounds']} rounds over the configurations of a (model, "
+            "length, mode) in rotating order, pooled (ms/step: median [p10, p90] of all steps)"
+            if config.get("rounds", 1) > 1
+            else ""
+        )
+        + "; a step is forward, backward, optimizer step and zero_grad; each configuration is "
+        "built fresh and measured alone.",
         "peak memory: torch.cuda.max_memory_allocated over the timed steps (weights, gradients, "
         "optimizer state and activations); n/a on the CPU. trainable: the paper's count (head "
         "excluded). saved: `state_to_save` (PEFT: `get_peft_model_state_dict`) as a "

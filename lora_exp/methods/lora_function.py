@@ -60,7 +60,9 @@ class LoRAProjection(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, x_lora, weight, bias, lora_a, lora_b, scaling, parts, num_parts, transposed):
+    def forward(
+        ctx, x, x_lora, weight, bias, lora_a, lora_b, scaling, parts, num_parts, transposed
+    ):
         b_hat = block_b(lora_b, parts, num_parts)
         w_io = weight if transposed else weight.t()  # (d_in × d_out): x @ w_io
         x2 = x.reshape(-1, x.shape[-1])
