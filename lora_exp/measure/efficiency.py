@@ -13,7 +13,8 @@ projections stored in bf16 for lora_exp, as fit.py does) and fused AdamW on a GP
 A step is forward + backward + optimizer step + zero_grad on a fixed random batch; each
 configuration is built fresh and measured alone, so peak memory is its own. `--modes eager
 compiled` adds the same configurations under `torch.compile` (impl `lora_exp-compiled`,
-`peft-compiled`).
+`peft-compiled`; `--compile-scope blocks` compiles each transformer block instead of the whole
+model, see lora_exp/compiling.py).
 
 Output: `table.csv` (columns below), `table.md` (ratios to full fine-tuning, the paper's claims,
 the model FLOP utilisation of full fine-tuning against a measured bf16 matmul ceiling) and a run
@@ -30,6 +31,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from lora_exp.compiling import SCOPES, compile_model
 from lora_exp.errors import UserError
 from lora_exp.measure import bench
 
@@ -117,7 +119,7 @@ def kernel_profile(step, steps: int) -> dict:
 
 
 def measure(model, seq: int, batch: int, steps: int, warmup: int, device, compiled: bool, seed,
-            profile_steps: int = 0):  # fmt: skip
+            profile_steps: int = 0, compile_scope: str = "model"):  # fmt: skip
     """Time training steps of `model`; returns step statistics, memory and optimizer bytes (and,
     with `profile_steps` on a GPU, kernels and GPU time per step: `kernel_profile`)."""
     params = [p for p in model.parameters() if p.requires_grad]
@@ -126,7 +128,7 @@ def measure(model, seq: int, batch: int, steps: int, warmup: int, device, compil
     ids = bench.random_batch(model, batch, seq, device, seed)  # no padding: no attention mask
     labels = torch.randint(0, 2, (batch,), generator=torch.Generator().manual_seed(seed))
     labels = labels.to(device)
-    forward = torch.compile(model) if compiled else model
+    forward = compile_model(model, compile_scope) if compiled else model
     # bf16 mixed precision on a GPU (the framework's default there), fp32 on CPU
     step = bench.training_step(forward, optimizer, ids, labels, bf16=cuda)
 
@@ -203,6 +205,7 @@ def one_configuration(model_name, seq, method, impl, mode, settings: dict) -> di
         result = measure(
             model, seq, settings["batch_size"], settings["steps"], settings["warmup"], dev,
             mode == "compiled", settings["seed"], settings.get("profile_steps", 0),
+            settings.get("compile_scope", "model"),
         )  # fmt: skip
         saved = bench.serialized_bytes(to_save())
     finally:
@@ -280,6 +283,7 @@ def run_efficiency(
     seed: int = 0,
     rounds: int = 1,
     profile_steps: int = 0,
+    compile_scope: str = "model",
     log=print,
 ) -> dict:
     """Every model x length x mode x (method, impl); returns rows, notes and the MFU lines.
@@ -294,7 +298,7 @@ def run_efficiency(
     dev = bench.resolve_device(device)
     settings = {"device": dev, "seed": seed, "lora": lora or LORA, "adapter_rank": adapter_rank}
     settings |= {"batch_size": batch_size, "steps": steps, "warmup": warmup}
-    settings["profile_steps"] = profile_steps
+    settings |= {"profile_steps": profile_steps, "compile_scope": compile_scope}
     notes, rows = [], []
     runs = [(m, "lora_exp") for m in methods if bench.method_available(m)]
     notes += [
@@ -352,6 +356,10 @@ def main(argv: list[str] | None = None) -> int:
         choices=["eager", "compiled"],
         help="compiled: torch.compile of the model (impl suffix -compiled)",
     )
+    parser.add_argument(
+        "--compile-scope", default="model", choices=list(SCOPES),
+        help="compiled mode: the whole model, or each repeated block (lora_exp/compiling.py)",
+    )  # fmt: skip
     parser.add_argument("--steps", type=int, default=20, help="timed steps per configuration")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps first")
     parser.add_argument(
@@ -376,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
         result = run_efficiency(
             args.models, args.seq_lens, args.batch_size, args.methods, not args.no_peft,
             args.modes, args.steps, args.warmup, args.device, lora, args.adapter_rank, args.seed,
-            args.rounds, args.profile_steps,
+            args.rounds, args.profile_steps, args.compile_scope,
         )  # fmt: skip
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -386,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": ARTIFACT, "model": {"name": ",".join(args.models)}, "models": args.models,
         "seq_lens": args.seq_lens, "batch_size": args.batch_size, "methods": args.methods,
         "peft": not args.no_peft, "modes": args.modes, "steps": args.steps, "rounds": args.rounds,
-        "profile_steps": args.profile_steps,
+        "profile_steps": args.profile_steps, "compile_scope": args.compile_scope,
         "warmup": args.warmup, "device": args.device, "autocast": cuda, "fused_adamw": cuda,
         "lora": lora, "adapter_rank": args.adapter_rank, "seed": args.seed,
     }  # fmt: skip

@@ -1,0 +1,60 @@
+"""torch.compile of a whole model or of its repeated blocks (lora_exp/compiling.py)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch._dynamo as dynamo
+from torch import nn
+from torch._dynamo.utils import counters
+
+from lora_exp.compiling import compile_model, repeated_blocks
+from lora_exp.measure import bench, efficiency
+
+
+def _lora_model(name: str, monkeypatch=None, layers: int | None = None):
+    if layers is not None:  # more blocks than the tiny configs' two
+        config = bench.model_config(name)
+        key = "num_hidden_layers" if "num_hidden_layers" in config.arch else "n_layer"
+        config.arch[key] = layers
+        monkeypatch.setattr(bench, "model_config", lambda _: config)
+    cpu = torch.device("cpu")
+    model, _, _ = efficiency.build(name, "lora", "lora_exp", cpu, 0, efficiency.LORA, 8)
+    for param_name, param in model.named_parameters():
+        if "lora_B" in param_name:
+            nn.init.normal_(param, std=0.1)
+    return model.eval()  # no dropout: eager and compiled must agree
+
+
+@pytest.mark.parametrize(
+    "name, blocks", [("tiny-roberta", "roberta.encoder.layer"), ("tiny-gpt2", "transformer.h")]
+)
+def test_repeated_blocks_are_the_transformer_layers(name, blocks):
+    model = _lora_model(name)
+    assert repeated_blocks(model) is model.get_submodule(blocks)
+
+
+@pytest.mark.parametrize("name", ["tiny-roberta", "tiny-gpt2"])
+def test_blocks_scope_matches_eager_with_one_graph_per_input_kind(name, monkeypatch):
+    model = _lora_model(name, monkeypatch, layers=4)
+    ids = bench.random_batch(model, 2, 8, torch.device("cpu"), 0)
+    labels = torch.tensor([0, 1])
+    eager = model(input_ids=ids, labels=labels).loss
+    dynamo.reset()
+    counters.clear()
+    compiled = compile_model(model, "blocks", backend="aot_eager")
+    assert compiled is model
+    loss = compiled(input_ids=ids, labels=labels).loss
+    loss.backward()
+    # the first block's input needs no gradient (frozen embeddings), the others' do: two graphs
+    # for any number of blocks (here 4), not one per block
+    assert counters["stats"]["unique_graphs"] == 2
+    dynamo.reset()
+    torch.testing.assert_close(loss, eager)
+
+
+def test_bad_scope_and_models_without_blocks_are_refused():
+    with pytest.raises(ValueError, match="compile scope"):
+        compile_model(nn.Linear(2, 2), "layers")
+    with pytest.raises(ValueError, match="no list of repeated blocks"):
+        compile_model(nn.Sequential(nn.Linear(2, 2)), "blocks")
