@@ -56,7 +56,7 @@ for stage in $STAGES; do
   case $stage in
     latency)  # Table 1: GPT-2 medium fp16, (32,512) (16,256) (1,128), 100 trials, eager + graphs
       run latency $PY -m lora_exp.measure.latency --protocol paper --out "$RESULTS/table1_latency" \
-        --variants base lora_merged lora_unmerged adapter_l adapter_h prefix_layer peft_unmerged \
+        --variants base lora_merged lora_unmerged adapter_l adapter_h prefix_layer peft_unmerged base_copy \
         ${LATENCY_ARGS:-} ;;
     efficiency)  # roberta-large, gpt2-medium x 128, 512 x full_ft lora adapter_h bitfit + PEFT
       run efficiency $PY -m lora_exp.measure.efficiency --out "$RESULTS/efficiency" ${EFFICIENCY_ARGS:-} ;;

@@ -205,6 +205,14 @@ def test_efficiency_rounds_pool_every_step_and_rotate_the_order(tmp_path):
     assert "in each of 3 rounds" in (tmp_path / "table.md").read_text()
 
 
+def test_graphed_mode_needs_a_gpu(tmp_path, capsys):
+    args = ["--models", "tiny-gpt2", "--seq-lens", "8", "--batch-size", "2", "--steps", "1"]
+    args += ["--methods", "lora", "--modes", "graphed", "--device", "cpu", "--out", str(tmp_path)]
+    assert efficiency.main(args) != 0
+    assert "needs a GPU" in capsys.readouterr().err
+    assert not (tmp_path / "table.csv").exists()
+
+
 def test_efficiency_markdown_shows_gpu_busy_time_where_profiled():
     from lora_exp.measure.tables import efficiency_markdown
 

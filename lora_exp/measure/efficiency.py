@@ -14,7 +14,8 @@ A step is forward + backward + optimizer step + zero_grad on a fixed random batc
 configuration is built fresh and measured alone, so peak memory is its own. `--modes eager
 compiled` adds the same configurations under `torch.compile` (impl `lora_exp-compiled`,
 `peft-compiled`; `--compile-scope blocks` compiles each transformer block instead of the whole
-model, see lora_exp/compiling.py).
+model, see lora_exp/compiling.py); `graphed` replays the whole eager step as one CUDA graph
+(`-graphed`, `bench.graphed_training_step`).
 
 Output: `table.csv` (columns below), `table.md` (ratios to full fine-tuning, the paper's claims,
 the model FLOP utilisation of full fine-tuning against a measured bf16 matmul ceiling) and a run
@@ -39,6 +40,7 @@ ARTIFACT = "efficiency"
 COLUMNS = ["model", "seq_len", "batch_size", "method", "impl", "step_ms", "tokens_per_s"]
 COLUMNS += ["peak_mem_bytes", "trainable", "saved_bytes", "device"]
 METHODS = ("full_ft", "lora", "adapter_h", "bitfit")
+MODES = ("eager", "compiled", "graphed")
 MODELS = ("roberta-large", "gpt2-medium")
 LORA = {"rank": 8, "alpha": 16, "targets": ["q", "v"]}  # RoBERTa-large, Table 9 (and issue 5)
 ADAPTER_RANK = 8  # AdptH (0.8M) of Table 2
@@ -118,26 +120,35 @@ def kernel_profile(step, steps: int) -> dict:
     return {"kernels_per_step": len(gpu) / steps, "gpu_busy_ms": busy_us / 1e3 / steps}
 
 
-def measure(model, seq: int, batch: int, steps: int, warmup: int, device, compiled: bool, seed,
+def measure(model, seq: int, batch: int, steps: int, warmup: int, device, mode: str, seed,
             profile_steps: int = 0, compile_scope: str = "model"):  # fmt: skip
     """Time training steps of `model`; returns step statistics, memory and optimizer bytes (and,
     with `profile_steps` on a GPU, kernels and GPU time per step: `kernel_profile`)."""
     params = [p for p in model.parameters() if p.requires_grad]
     cuda = device.type == "cuda"
-    optimizer = torch.optim.AdamW(params, lr=1e-5, fused=cuda)
+    if mode == "graphed" and not cuda:
+        raise UserError("mode 'graphed' (a CUDA graph of the training step) needs a GPU")
+    graphed = mode == "graphed"
+    optimizer = torch.optim.AdamW(params, lr=1e-5, fused=cuda, capturable=graphed)
     ids = bench.random_batch(model, batch, seq, device, seed)  # no padding: no attention mask
     labels = torch.randint(0, 2, (batch,), generator=torch.Generator().manual_seed(seed))
     labels = labels.to(device)
-    forward = compile_model(model, compile_scope) if compiled else model
-    # bf16 mixed precision on a GPU (the framework's default there), fp32 on CPU
-    step = bench.training_step(forward, optimizer, ids, labels, bf16=cuda)
-
+    forward = compile_model(model, compile_scope) if mode == "compiled" else model
     start = time.perf_counter()
-    for _ in range(warmup):
-        step()
-    if cuda:
-        torch.cuda.synchronize()
+    if graphed:
+        # A replay allocates nothing (its activations live in the graph's pool), so the peak
+        # is taken over the eager warm-up steps and the capture, which allocate what a step does.
         torch.cuda.reset_peak_memory_stats()
+        step = bench.graphed_training_step(model, optimizer, ids, labels, warmup=max(warmup, 1))
+        torch.cuda.synchronize()
+    else:
+        # bf16 mixed precision on a GPU (the framework's default there), fp32 on CPU
+        step = bench.training_step(forward, optimizer, ids, labels, bf16=cuda)
+        for _ in range(warmup):
+            step()
+        if cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
     warmup_s = time.perf_counter() - start
     times = step_times(step, steps, device)
     stats = bench.percentiles(times)
@@ -204,7 +215,7 @@ def one_configuration(model_name, seq, method, impl, mode, settings: dict) -> di
     try:
         result = measure(
             model, seq, settings["batch_size"], settings["steps"], settings["warmup"], dev,
-            mode == "compiled", settings["seed"], settings.get("profile_steps", 0),
+            mode, settings["seed"], settings.get("profile_steps", 0),
             settings.get("compile_scope", "model"),
         )  # fmt: skip
         saved = bench.serialized_bytes(to_save())
@@ -218,7 +229,7 @@ def one_configuration(model_name, seq, method, impl, mode, settings: dict) -> di
         "seq_len": seq,
         "batch_size": settings["batch_size"],
         "method": method,
-        "impl": impl + ("-compiled" if mode == "compiled" else ""),
+        "impl": impl + ("" if mode == "eager" else f"-{mode}"),
         **result,
         "trainable": trainable,
         "saved_bytes": saved,
@@ -353,8 +364,9 @@ def main(argv: list[str] | None = None) -> int:
         "--modes",
         nargs="+",
         default=["eager"],
-        choices=["eager", "compiled"],
-        help="compiled: torch.compile of the model (impl suffix -compiled)",
+        choices=list(MODES),
+        help="compiled: torch.compile of the model (impl suffix -compiled); graphed: the "
+        "training step as one CUDA graph (impl suffix -graphed, GPU only)",
     )
     parser.add_argument(
         "--compile-scope", default="model", choices=list(SCOPES),

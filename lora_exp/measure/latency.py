@@ -44,7 +44,7 @@ ARTIFACT = "table1_latency"
 COLUMNS = ["batch_size", "seq_len", "variant", "mode", "ms_median", "ms_p10", "ms_p90"]
 COLUMNS += ["overhead_pct", "device"]
 VARIANTS = ("base", "lora_merged", "lora_unmerged", "adapter_l", "adapter_h", "prefix_layer")
-OPTIONAL_VARIANTS = ("peft_unmerged",)
+OPTIONAL_VARIANTS = ("peft_unmerged", "base_copy")
 # Table 1: (batch, seq, |Θ| of each adapter variant). The 11M columns aim at 11.09M, the paper's
 # exact |Θ| for GPT-2 medium AdapterL and AdapterH in Table 3, which Table 1 rounds to 11M.
 PAPER_SIZES = ((32, 512, 500_000), (16, 256, 11_090_000), (1, 128, 11_090_000))

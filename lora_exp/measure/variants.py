@@ -9,6 +9,12 @@ the registry, so the variants differ only in what the method adds:
 * adapter_l / adapter_h: bottleneck r from Table 1's |Θ| (`adapter_rank`) or a fixed r.
 * prefix_layer and any other registered method: its conf/method defaults.
 * peft_unmerged: PEFT's LoRA with the same r, alpha and modules.
+* base_copy: a second copy of the stock model, allocated after the others: the control for
+  what placement in memory alone does to a model's time (merged LoRA must be judged against it:
+  an identical model is not always equally fast to within a percent).
+
+Every variant's parameters are frozen, the base model's too: inference needs no gradient, and a
+model whose weights require grad can take other kernels than a frozen one.
 """
 
 from __future__ import annotations
@@ -55,6 +61,8 @@ def _variant(name: str, base: nn.Module, family, rank: int, seed: int, cache: di
 
     if name == "base":
         return base, 0
+    if name == "base_copy":
+        return copy.deepcopy(base), 0
     if name in ("lora_merged", "lora_unmerged"):
         if "lora" not in cache:
             model = copy.deepcopy(base)
@@ -86,9 +94,12 @@ def build_variants(base: nn.Module, family, names, ranks: dict, seed: int) -> tu
     from lora_exp.measure.params import count_parameters
 
     models, notes, cache = {}, [], {}
+    base.requires_grad_(False)
     for name in names:
         method_name = {"lora_merged": "lora", "lora_unmerged": "lora"}.get(name, name)
-        if name not in ("base", "peft_unmerged") and not bench.method_available(method_name):
+        if name not in ("base", "base_copy", "peft_unmerged") and not bench.method_available(
+            method_name
+        ):
             notes.append(f"{name}: method '{method_name}' is not registered yet, skipped")
             continue
         try:

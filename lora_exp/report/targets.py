@@ -67,6 +67,21 @@ def latency_targets(lat: pd.DataFrame) -> list[str]:
             ratios.append((f"{b}x{s}", merged["ms_median"] / base["ms_median"]))
         ok = all(abs(r - 1) <= 0.02 for _, r in ratios)
         text = ", ".join(f"{k} {r:.3f}" for k, r in ratios)
+        controls = [
+            (f"{b}x{s}", rows["ms_median"].iloc[0] / base_ms)
+            for b, s in ((32, 512), (16, 256), (1, 128))
+            for rows, base_ms in [
+                (
+                    lat[(lat.batch_size == b) & (lat.seq_len == s) & (lat.mode == mode)
+                        & (lat.variant == "base_copy")],
+                    pick(lat, batch_size=b, seq_len=s, variant="base", mode=mode)["ms_median"],
+                )
+            ]
+            if len(rows) == 1
+        ]  # fmt: skip
+        if controls:  # an identical copy of the base model: what placement alone does
+            text += " (control, a copy of the base model: "
+            text += ", ".join(f"{k} {r:.3f}" for k, r in controls) + ")"
         lines.append(
             f"| merged LoRA latency / base within 1.00 ± 0.02, {mode} | {text} | {verdict(ok)} |"
         )
