@@ -3,7 +3,7 @@
 Every variant is a copy of the same random-initialised base model with a method applied through
 the registry, so the variants differ only in what the method adds:
 
-* base: the stock model.
+* base: the stock model (a copy of it, as every variant is).
 * lora_merged / lora_unmerged: LoRA r=4, alpha=32 on W_q, W_v (the paper's GPT-2 setting,
   Table 11) with B random; merged = `merge_and_unload` (the base architecture again).
 * adapter_l / adapter_h: bottleneck r from Table 1's |Θ| (`adapter_rank`) or a fixed r.
@@ -59,9 +59,9 @@ def _variant(name: str, base: nn.Module, family, rank: int, seed: int, cache: di
     from lora_exp.methods import build_method
     from lora_exp.methods.lora import lora_layers
 
-    if name == "base":
-        return base, 0
-    if name == "base_copy":
+    if name in ("base", "base_copy"):
+        # a copy, like every other variant: the model that the copies were made from measured
+        # ~4% slower in eager mode than an identical copy of it (H200, batch 1 and 16)
         return copy.deepcopy(base), 0
     if name in ("lora_merged", "lora_unmerged"):
         if "lora" not in cache:
