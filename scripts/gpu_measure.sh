@@ -1,18 +1,24 @@
 #!/usr/bin/env bash
 # Issue 5 on a GPU: the paper's Table 1 latency and the training-efficiency benchmark.
 # Run from anywhere in the checkout, on the GPU machine:
-#   bash scripts/gpu_measure.sh                      # stages "latency efficiency" (~4-5 min on an H200)
-#   bash scripts/gpu_measure.sh compiled             # eager vs torch.compile, roberta-large (~5-8 min)
-#   bash scripts/gpu_measure.sh latency              # one stage
-# Writes results/table1_latency, results/efficiency (and results/efficiency_compiled); when $OUT
-# is set (the device tool's output folder) copies them to $OUT/results and tees logs to $OUT/logs.
+#   bash scripts/gpu_measure.sh                      # stages "latency efficiency compiled"
+#   bash scripts/gpu_measure.sh latency              # one stage (~2.5 min on an H200)
+#   bash scripts/gpu_measure.sh efficiency           # eager + CUDA-graphed steps, 2 rounds (~8 min)
+#   bash scripts/gpu_measure.sh compiled             # regional torch.compile, roberta-large (~2 min)
+# Writes results/table1_latency and results/efficiency (each efficiency invocation adds a record to
+# results/efficiency/runs; `python -m lora_exp.report efficiency` then rebuilds table.* and
+# targets.md from all of them). When $OUT is set (the device tool's output folder) copies them to
+# $OUT/results and tees logs to $OUT/logs. EFFICIENCY_ARGS narrows a stage, e.g. to fit a call's
+# time limit: the committed runs were `efficiency` with "--models roberta-large" and with
+# "--models gpt2-medium --seq-lens 512 --modes eager --rounds 1", and `compiled` with "--seq-lens 128"
+# and with "--seq-lens 512".
 # Needs torch (CUDA), transformers, peft; installs omegaconf from bundle/wheels if it is missing.
 # RESULTS=DIR writes elsewhere than results/; LATENCY_ARGS / EFFICIENCY_ARGS append options
 # (a CPU smoke test: LATENCY_ARGS="--protocol custom --model tiny-gpt2 --sizes 2x16 --trials 2").
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-STAGES=${*:-latency efficiency}
+STAGES=${*:-latency efficiency compiled}
 RESULTS=${RESULTS:-results}
 LOGS=${OUT:+$OUT/logs}
 LOGS=${LOGS:-$RESULTS/logs}
@@ -59,11 +65,12 @@ for stage in $STAGES; do
         --variants base lora_merged lora_unmerged adapter_l adapter_h prefix_layer peft_unmerged base_copy \
         ${LATENCY_ARGS:-} ;;
     efficiency)  # roberta-large, gpt2-medium x 128, 512 x full_ft lora adapter_h bitfit + PEFT
-      run efficiency $PY -m lora_exp.measure.efficiency --out "$RESULTS/efficiency" ${EFFICIENCY_ARGS:-} ;;
-    compiled)  # the same configurations eager and under torch.compile, side by side in one run
-      run efficiency_compiled $PY -m lora_exp.measure.efficiency --models roberta-large \
-        --methods full_ft lora --modes eager compiled --out "$RESULTS/efficiency_compiled" \
-        ${EFFICIENCY_ARGS:-} ;;
+      run efficiency $PY -m lora_exp.measure.efficiency --out "$RESULTS/efficiency" \
+        --modes eager graphed --rounds 2 --profile-steps 2 ${EFFICIENCY_ARGS:-} ;;
+    compiled)  # full FT, LoRA and PEFT's LoRA under regional torch.compile (one graph per block)
+      run compiled $PY -m lora_exp.measure.efficiency --out "$RESULTS/efficiency" \
+        --models roberta-large --methods full_ft lora --modes compiled --compile-scope blocks \
+        --profile-steps 2 ${EFFICIENCY_ARGS:-} ;;
     *)
       echo "unknown stage '$stage' (latency, efficiency, compiled)" >&2
       exit 2 ;;
@@ -72,7 +79,7 @@ done
 
 if [ -n "${OUT:-}" ]; then
   mkdir -p "$OUT/results"
-  for dir in table1_latency efficiency efficiency_compiled; do
+  for dir in table1_latency efficiency; do
     [ -d "$RESULTS/$dir" ] && cp -r "$RESULTS/$dir" "$OUT/results/"
   done
   echo "copied to $OUT/results: $(ls "$OUT/results" | tr '\n' ' ')"

@@ -468,6 +468,84 @@ def test_efficiency_log_lines_are_parsed(tmp_path):
     assert (row["step_ms"], row["tokens_per_s"], row["peak"]) == (36.13, 113370, 5770838016)
 
 
+def _efficiency_row(seq, method, impl, step_ms, peak, **extra):
+    row = {"model": "roberta-large", "seq_len": seq, "batch_size": 32, "method": method}
+    row |= {"impl": impl, "step_ms": step_ms, "step_ms_p10": step_ms, "step_ms_p90": step_ms}
+    row |= {"tokens_per_s": 32 * seq / (step_ms / 1e3), "peak_mem_bytes": peak, "device": "H200"}
+    row |= {"optimizer_state_bytes": 8, "trainable": 10, "saved_bytes": 40}
+    return row | {"full_ft_flops_per_step": 6e12} | extra
+
+
+def _efficiency_record(runs, stamp, modes, rows):
+    config = {"models": ["roberta-large"], "seq_lens": [128], "methods": ["full_ft", "lora"]}
+    config |= {"peft": True, "modes": modes, "steps": 20, "warmup": 5, "rounds": 1}
+    config |= {"batch_size": 32, "autocast": True, "fused_adamw": True, "adapter_rank": 8}
+    config |= {"lora": {"rank": 8, "alpha": 16, "targets": ["q", "v"]}, "compile_scope": "blocks"}
+    record = {"config": config, "efficiency": rows, "matmul_tflops": 800.0, "overrides": []}
+    (runs / stamp).mkdir(parents=True)
+    (runs / stamp / "record.json").write_text(json.dumps(record))
+
+
+def test_efficiency_report_combines_runs_and_judges_within_one(tmp_path):
+    from lora_exp.measure.efficiency import COLUMNS
+    from lora_exp.report.targets import write_efficiency
+
+    results = tmp_path / "results"
+    runs = results / "efficiency" / "runs"
+    _efficiency_record(runs, "A", ["eager", "graphed"], [
+        _efficiency_row(128, "full_ft", "lora_exp", 70.0, 10e9),
+        _efficiency_row(128, "lora", "lora_exp", 75.0, 4e9),
+        _efficiency_row(128, "lora", "peft", 80.0, 5e9),
+        _efficiency_row(128, "full_ft", "lora_exp-graphed", 44.0, 12e9),
+        _efficiency_row(128, "lora", "lora_exp-graphed", 33.0, 6e9, gpu_busy_ms=32.5),
+        _efficiency_row(128, "lora", "peft-graphed", 36.0, 7e9, gpu_busy_ms=35.5),
+    ])  # fmt: skip
+    _efficiency_record(runs, "B", ["compiled"], [
+        _efficiency_row(128, "full_ft", "lora_exp-compiled", 60.0, 9e9),
+        _efficiency_row(128, "lora", "lora_exp-compiled", 30.0, 3e9),  # fastest LoRA, other run
+        _efficiency_row(128, "lora", "peft-compiled", 36.0, 4e9),
+    ])  # fmt: skip
+    (results / "efficiency" / "logs").mkdir()
+    (results / "efficiency" / "logs" / "cut.log").write_text(
+        "round 1/2 roberta-large seq 512 lora      peft                  90.00 ms/step "
+        "182,044 tok/s peak 1,000 B saved 40 B\n"
+        "pooled      roberta-large seq 512 lora      peft                  99.00 ms/step "
+        "165,494 tok/s peak 1,000 B saved 40 B\n"
+        "pooled      roberta-large seq 128 lora      lora_exp              10.00 ms/step "
+        "409,600 tok/s peak 1,000 B saved 40 B\n"  # a record holds this one: ignored
+    )
+    latency = results / "table1_latency"
+    latency.mkdir(parents=True)
+    lat = ["batch_size,seq_len,variant,mode,ms_median,ms_p10,ms_p90,overhead_pct,device"]
+    for b, s in ((32, 512), (16, 256), (1, 128)):
+        h_pct = 30 if b == 1 else 20  # AdapterH's overhead largest at batch 1
+        variants = [("base", 10, 0), ("lora_merged", 10.1, 1), ("adapter_l", 11, 10)]
+        for mode in ("eager", "graph"):
+            for variant, ms, pct in [*variants, ("adapter_h", 10 + h_pct / 10, h_pct)]:
+                lat.append(f"{b},{s},{variant},{mode},{ms},{ms},{ms},{pct},H200")
+    (latency / "table.csv").write_text("\n".join(lat) + "\n")
+
+    written = write_efficiency(results)
+    table = (results / "efficiency" / "table.csv").read_text().splitlines()
+    assert table[0] == ",".join(COLUMNS) and len(table) == 1 + 9
+    targets = (results / "efficiency" / "targets.md").read_text()
+    # fastest modes: LoRA compiled (run B), full FT graphed (run A): not one run, not met
+    assert "LoRA compiled 30.0 vs full FT graphed 44.0 ms/step" in targets
+    assert "runs B / A: not one run" in targets
+    # PEFT comparisons pair rows of one run: graphed 36/33, compiled 36/30, eager 80/75
+    assert (
+        "graphed 128: 1.09× (no target; 33.0 vs 36.0 ms/step; GPU busy 32.5 vs 35.5 ms; A)"
+        in targets
+    )
+    assert "compiled 128: 1.20×" in targets and "eager 128: 1.07× (≥ 1.2" in targets
+    assert "merged LoRA latency / base within 1.00 ± 0.02, eager | 32x512 1.010" in targets
+    assert (
+        "logs/cut.log` (cut at the GPU call's limit, no record): roberta-large 512 lora peft"
+        in targets
+    )
+    assert len(written) == 3
+
+
 def test_embedded_tables_keep_their_figure_links(tmp_path):
     """A table.md linking a figure beside it still links it from the README's folder."""
     from lora_exp.report.readme import rebase_links

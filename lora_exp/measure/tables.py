@@ -166,16 +166,17 @@ def efficiency_markdown(result: dict, config: dict) -> str:
         f"{','.join(config['lora']['targets'])}; adapter_h r={config['adapter_rank']}; PEFT: "
         "LoraConfig with the same r, α, modules and dropout 0 (on GPT-2 PEFT adapts the whole "
         "fused c_attn with one rank-r update, our LoRA one update per q and v slice).",
-        "impl: `lora_exp`/`peft` eager, `-compiled` = torch.compile of "
+        "impl: `lora_exp`/`peft` eager; `-compiled`: torch.compile of "
         + (
             "each transformer block (regional compilation, lora_exp/compiling.py)"
             if config.get("compile_scope") == "blocks"
             else "the model"
         )
-        + ". The framework "
-        "trains eagerly by default (fit.py does not compile): compilation costs time per run "
-        "and per new shape, and at length 512 the reference measured compiled full fine-tuning "
-        "slower and larger in memory than eager.",
+        + "; `-graphed`: the whole step (forward, backward, AdamW) captured once and replayed as "
+        "one CUDA graph (bench.graphed_training_step; its peak memory is taken over the warm-up "
+        "steps and the capture, since a replay allocates nothing). The framework trains eagerly "
+        "(fit.py compiles nothing): see results/efficiency/targets.md for which mode is fastest "
+        "where.",
         *EFFICIENCY_REFERENCE,
     ]
     if result.get("matmul_tflops"):

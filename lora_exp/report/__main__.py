@@ -5,7 +5,7 @@
     python -m lora_exp.report table6_rank --wandb ENTITY/PROJECT  # fill missing records from wandb
     python -m lora_exp.report section7                           # Sec. 7 of embedded_rank
     python -m lora_exp.report section7 --runs RUN_R8 RUN_R64      # Sec. 7 of two runs
-    python -m lora_exp.report efficiency                          # issue 5 targets -> targets.md
+    python -m lora_exp.report efficiency                          # issue 5: table + targets
     python -m lora_exp.report readme                              # README block from table.md files
     python -m lora_exp.report all                                 # every results/<artifact>/runs
 
@@ -172,9 +172,9 @@ def main(argv: list[str] | None = None) -> int:
                 out = args.out or root / "results" / "section7" / f"{a}_vs_{b}"
                 written = report_section7(*args.runs, out, args.layers)
         elif args.artifact == "efficiency":
-            from lora_exp.report.targets import write_targets
+            from lora_exp.report.targets import write_efficiency
 
-            written = [write_targets(root / "results")]
+            written = write_efficiency(root / "results")
         elif args.artifact == "readme":
             from lora_exp.report.readme import update_readme
 
