@@ -8,6 +8,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from lora_exp.errors import UserError
 from lora_exp.records import environment, redact
 
 log = logging.getLogger("lora_exp")
@@ -110,6 +111,29 @@ def store_frozen_in_bf16(cfg: DictConfig, model, precision: str) -> None:
         from lora_exp.frozen_precision import store_frozen_projections_in
 
         store_frozen_projections_in(model, torch.bfloat16)
+
+
+def compile_if_asked(cfg: DictConfig, model) -> None:
+    """`trainer.compile=blocks`: compile each transformer block in place (lora_exp/compiling.py).
+
+    In place, so the module tree, the checkpoints' keys and the method's merge and save see the
+    same model. Merging for evaluation changes LoRALinear's `merged` flag, which dynamo guards on:
+    one more graph, compiled once.
+    """
+    scope = cfg.trainer.get("compile") or False
+    if scope is False:
+        return
+    if scope != "blocks":
+        raise UserError(
+            f"trainer.compile must be false or 'blocks', got '{scope}' (a whole-model compile "
+            "wraps the model and renames its state-dict keys)"
+        )
+    from lora_exp.compiling import compile_model
+
+    try:
+        compile_model(model, "blocks")
+    except ValueError as err:
+        raise UserError(f"trainer.compile=blocks: {err}") from err
 
 
 def run_measurements(cfg: DictConfig):
@@ -224,6 +248,7 @@ def fit_and_test(
     counts = count_parameters(model, family)  # before the strategy wraps (FSDP holds shards)
     precision = resolve_precision(cfg.trainer.precision)
     store_frozen_in_bf16(cfg, model, precision)
+    compile_if_asked(cfg, model)
     record["params"] = counts
     log.info(
         "%s on %s: %s",

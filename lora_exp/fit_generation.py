@@ -141,6 +141,11 @@ def fit_and_test_generation(
     counts = count_parameters(model, family)
     precision = resolve_precision(cfg.trainer.precision)
     store_frozen_in_bf16(cfg, model, precision)
+    if cfg.trainer.get("compile"):
+        raise UserError(
+            "trainer.compile applies to classification and regression tasks; generation tasks "
+            "(beam search with a growing key/value cache) train and decode eagerly"
+        )
     record["params"] = counts
     log.info(
         "%s on %s: %s",

@@ -137,6 +137,7 @@ NOT_IN_HASH = (
     "trainer.log_every_n_steps",
     "trainer.num_workers",
     "trainer.frozen_projections_bf16",  # exact: the same bf16 operands either way
+    "trainer.compile",  # how the same computation runs (Inductor's rounding), not what it trains
     "measure",  # what the run measures about itself, not what it trains
 )
 

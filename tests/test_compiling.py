@@ -58,3 +58,38 @@ def test_bad_scope_and_models_without_blocks_are_refused():
         compile_model(nn.Linear(2, 2), "layers")
     with pytest.raises(ValueError, match="no list of repeated blocks"):
         compile_model(nn.Sequential(nn.Linear(2, 2)), "blocks")
+
+
+TINY_LORA = [
+    "model=tiny-bert",
+    "method=lora",
+    "budget.max_train_examples=64",
+    "budget.max_eval_examples=32",
+    "epochs=1",
+    "trainer.enable_progress_bar=false",
+    "measure.latency_trials=2",
+]
+
+
+@pytest.mark.slow
+def test_a_run_with_compiled_blocks_trains_evaluates_merged_and_records(tmp_path):
+    import json
+
+    from tests.conftest import run_cli
+
+    run_dir = tmp_path / "run"
+    args = [*TINY_LORA, "trainer.compile=blocks", f"hydra.run.dir={run_dir}"]
+    result = run_cli([*args, f"records_root={tmp_path}"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads((run_dir / "record.json").read_text())
+    assert record["status"] == "success" and record["config"]["trainer"]["compile"] == "blocks"
+    assert record["test"] and record["measurements"]["latency/ms"] > 0
+
+
+def test_a_compile_scope_the_framework_cannot_train_with_is_refused(tmp_path):
+    from tests.conftest import run_cli
+
+    args = [*TINY_LORA, "trainer.compile=model", f"hydra.run.dir={tmp_path / 'run'}"]
+    result = run_cli([*args, f"records_root={tmp_path}"])
+    assert result.returncode != 0
+    assert "trainer.compile must be false or 'blocks'" in result.stderr
