@@ -249,7 +249,9 @@ def test_section7_study_summarises_pairs_and_table7(tmp_path):
         make_run(runs / f"r{rank}_s{seed}", rank, seed=seed, config=config)
     make_run(runs / "no_ckpt", 8, seed=2, lora=False)  # no lora_A: not a LoRA [q,v] source
     (runs / "no_ckpt" / "checkpoints" / "best.ckpt").unlink()
-    written = section7_study.report_study(runs, tmp_path / "out", small=2, large=8)
+    written = section7_study.report_study(
+        runs, tmp_path / "out", small=2, large=8, amplification_ranks=(2, 8)
+    )
     names = {p.relative_to(tmp_path / "out").as_posix() for p in written}
     assert {"table.md", "amplification.csv", "amplification_by_layer.png"} <= names
     assert {"r2_vs_r8/subspace.csv", "r8_seed0_vs_seed1/subspace_layer1.png"} <= names
@@ -257,7 +259,7 @@ def test_section7_study_summarises_pairs_and_table7(tmp_path):
     assert len(amp) == 4 * 2 * 2  # runs × layers × targets
     assert sorted(amp["rank"].unique()) == [2, 8]
     text = (tmp_path / "out" / "table.md").read_text()
-    assert "r = 4 stands in for the paper's r = 8" in text
+    assert "- r=2 seed 0 trained on" in text and "r=2: seeds [0, 1]; r=8: seeds [0, 1]" in text
     assert "| r2_vs_r8 | ΔW_q | mean |" in text and "| r8_seed0_vs_seed1 | ΔW_v | 1 |" in text
     grid = pd.read_csv(tmp_path / "out" / "r2_vs_r8" / "subspace.csv")
     at = grid[(grid.target == "q") & (grid.i == 2) & (grid.j == 8)]

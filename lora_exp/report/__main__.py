@@ -157,11 +157,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.artifact == "section7":
             from lora_exp.report.section7 import report_section7
 
-            if not args.runs:  # the embedded study: r=4 vs r=64, two seeds, Table 7
+            if not args.runs:  # the embedded study: r=8 vs r=64, two seeds, Table 7
                 from lora_exp.report.section7_study import report_study
 
                 written = report_study(
-                    root / "results" / "embedded_rank" / "runs",
+                    [
+                        root / "results" / "embedded_rank" / "runs",
+                        root / "results" / "section7" / "runs",
+                    ],
                     args.out or root / "results" / "section7",
                     (args.layers or [None])[0],
                 )

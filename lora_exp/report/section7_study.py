@@ -1,16 +1,18 @@
 """Section 7 on the embedded rank study: what LoRA learns, from the committed MiniLM checkpoints.
 
-    python -m lora_exp.report section7              # results/embedded_rank/runs -> results/section7
+    python -m lora_exp.report section7              # runs of embedded_rank, section7 -> results/section7
     python -m lora_exp.report section7 --layers 3   # the layer of the heatmaps and Table 7 rows
 
-Sources: the LoRA [q,v] runs of `embedded_rank` that kept `checkpoints/best.ckpt` (A and B only).
-The paper compares r = 8 with r = 64 (Fig. 3); the rank-8 [q,v] cells of embedded_rank are copies
-of embedded_methods runs whose checkpoints stayed on the GPU machine, so r = SMALL = 4 stands in
-for r = 8 (said in every output). Written into results/section7/:
+Sources: the LoRA [q,v] runs that kept `checkpoints/best.ckpt` (A and B only), in
+results/embedded_rank/runs (ranks 4 and 64, seeds 0-2, H200) and results/section7/runs (rank 8,
+seed 0: the embedded_rank rank-8 cells are copies of embedded_methods runs whose checkpoints
+stayed on the GPU machine, so that cell was trained again for this). As the paper: Fig. 3
+compares r = 8 with r = 64, Fig. 4 two seeds at r = 64, Table 7 r = 4 and r = 64. Written into
+results/section7/:
 
-    r4_vs_r64/            φ(A_r4, A_r64, i, j) grid + Gaussian control, heatmaps, amplification
+    r8_vs_r64/            φ(A_r8, A_r64, i, j) grid + Gaussian control, heatmaps, amplification
     r64_seed0_vs_seed1/   φ between two seeds at r = 64 (Fig. 4), same files
-    table.md              the summary: φ at (1,1), (1,64), (4,4), (4,64) per layer and weight with
+    table.md              the summary: φ at (1,1), (1,64), (8,8), (8,64) per layer and weight with
                           the Gaussian control and E φ = max(i, j)/d; Table 7 (median over seeds) at
                           one layer and at every layer
     amplification.csv     Table 7 per run, layer and weight (every seed at r = 4 and r = 64)
@@ -32,24 +34,23 @@ from lora_exp.errors import UserError
 from lora_exp.report import section7, subspace
 from lora_exp.report.plots import add_caption, save
 
-SMALL, LARGE = 4, 64
+SMALL, LARGE = 8, 64  # Fig. 3
+AMPLIFICATION_RANKS = (4, 64)  # Table 7
 TARGETS = ["q", "v"]
 PAPER_TABLE7 = {  # GPT-3 175B, layer 48, ΔW_q (Table 7 and Appendix H.4)
     4: {"norm_w": 61.95, "norm_delta": 6.91, "proj_delta": 0.32, "proj_w": 21.67, "random": 0.02},
     64: {"norm_w": 61.95, "norm_delta": 3.57, "proj_delta": 1.90, "proj_w": 37.71, "random": 0.33},
 }
 PAPER_AMPLIFICATION = {4: 21.5, 64: 1.9}  # as Appendix H.4 states them
-SUBSTITUTE = (
-    "r = 4 stands in for the paper's r = 8 (Fig. 3 compares r = 8 with r = 64): the rank-8 [q,v] "
-    "runs of embedded_rank are copies of embedded_methods runs whose checkpoints were not brought "
-    "back from the GPU machine"
-)
 
 
-def find_runs(runs_dir: Path) -> dict[tuple[int, int], Path]:
-    """(rank, seed) -> run directory of every LoRA [q,v] run with a best checkpoint."""
+def find_runs(runs_dirs) -> dict[tuple[int, int], Path]:
+    """(rank, seed) -> run directory of every LoRA [q,v] run with a best checkpoint, over one or
+    more folders of runs (the first folder holding a (rank, seed) wins)."""
     found = {}
-    for path in sorted(Path(runs_dir).glob("*/record.json")):
+    dirs = [runs_dirs] if isinstance(runs_dirs, str | Path) else list(runs_dirs)
+    paths = [p for d in dirs for p in sorted(Path(d).glob("*/record.json"))]
+    for path in paths:
         if not (path.parent / "checkpoints" / "best.ckpt").exists():
             continue
         record = json.loads(path.read_text())
@@ -191,10 +192,24 @@ def amplification_figure(amp: pd.DataFrame, caption: str):
     return fig
 
 
+def device_of(run_dir: Path) -> str:
+    record = json.loads((run_dir / "record.json").read_text())
+    return str((record.get("environment") or {}).get("device"))
+
+
 def report_study(
-    runs_dir: Path, out: Path, layer: int | None = None, small: int = SMALL, large: int = LARGE
+    runs_dir,
+    out: Path,
+    layer: int | None = None,
+    small: int = SMALL,
+    large: int = LARGE,
+    amplification_ranks: tuple[int, ...] = AMPLIFICATION_RANKS,
 ) -> list[Path]:
-    """Every Section 7 output of the embedded study (see the module docstring)."""
+    """Every Section 7 output of the embedded study (see the module docstring).
+
+    Args:
+        runs_dir: a folder of runs, or several.
+    """
     runs = find_runs(runs_dir)
     pairs = [(f"r{small}_vs_r{large}", (small, 0), (large, 0))]
     pairs.append((f"r{large}_seed0_vs_seed1", (large, 0), (large, 1)))
@@ -220,17 +235,18 @@ def report_study(
             1 / frame.loc[(frame["i"] == 1) & (frame["j"] == 1), "expected_random"].iloc[0]
         )
         summary += subspace_summary(frame, phi_points(small, large), name)
-    amp = amplification_all(runs, (small, large))
+    amp = amplification_all(runs, amplification_ranks)
     amp.to_csv(out / "amplification.csv", index=False, float_format="%.6f", lineterminator="\n")
     written.append(out / "amplification.csv")
-    device = json.loads((runs[(small, 0)] / "record.json").read_text()).get("environment") or {}
+    trained_on = sorted({device_of(path) for path in runs.values()})
     caption = (
-        f"MiniLM (all-MiniLM-L6-v2) LoRA on q,v, tweet_sentiment, r={small} and r={large}, "
+        f"MiniLM (all-MiniLM-L6-v2) LoRA on q,v, tweet_sentiment, r="
+        f"{' and '.join(str(r) for r in sorted(amp['rank'].unique()))}, "
         f"seeds {','.join(str(s) for s in sorted(amp['seed'].unique()))}; "
-        f"trained on {device.get('device')}"
+        f"trained on {', '.join(trained_on)}"
     )
     written += save(amplification_figure(amp, caption), out, "amplification_by_layer")
-    seeds = {r: sorted(s for rr, s in runs if rr == r) for r in (small, large)}
+    seeds = {r: sorted(s for rr, s in runs if rr == r) for r in amplification_ranks}
     lines = [
         "<!-- generated by `python -m lora_exp.report section7` from the run records; "
         "do not edit -->",
@@ -239,7 +255,8 @@ def report_study(
         f"Subspace similarity φ(A_a, A_b, i, j) (Eq. 4), layer {layer} and the mean over layers:",
         "",
         *subspace_markdown(summary, phi_points(small, large), d),
-        f"- {SUBSTITUTE}",
+        f"- r={small} seed 0 trained on {device_of(runs[(small, 0)])}, r={large} on "
+        f"{device_of(runs[(large, 0)])}",
         "- paper (GPT-3 layer 48): the top direction of A_r=8 and A_r=64 overlaps with φ > 0.5 for "
         "ΔW_q and ΔW_v; two seeds at r=64 share top directions far above the Gaussian control, "
         "ΔW_q more than ΔW_v",
@@ -247,7 +264,9 @@ def report_study(
         f"[{pairs[1][0]}]({pairs[1][0]}/subspace_layer{layer}.png); full grids in */subspace.csv",
         "",
         f"Amplification factor (Table 7), layer {layer} and the median over layers; median over "
-        f"seeds (r={small}: seeds {seeds[small]}; r={large}: seeds {seeds[large]}), [min, max]:",
+        "seeds ("
+        + "; ".join(f"r={r}: seeds {seeds[r]}" for r in amplification_ranks)
+        + "), [min, max]:",
         "",
         *amplification_markdown(amp, [layer, "all"]),
         "",
