@@ -1,6 +1,6 @@
 """Section 7 on the embedded rank study: what LoRA learns, from the committed MiniLM checkpoints.
 
-    python -m lora_exp.report section7              # runs of embedded_rank, section7 -> results/section7
+    python -m lora_exp.report section7              # -> results/section7 (sources below)
     python -m lora_exp.report section7 --layers 3   # the layer of the heatmaps and Table 7 rows
 
 Sources: the LoRA [q,v] runs that kept `checkpoints/best.ckpt` (A and B only), in
