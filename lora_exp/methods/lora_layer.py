@@ -16,9 +16,8 @@ Merging replaces W0 by W0 + (alpha / r) B A; the unmerged W0 tensor is kept asid
 restores it bit for bit (subtracting the product again would drift in floating point).
 
 Training runs through `LoRAProjection` (lora_function.py), the formula with its backward written
-out (about half the kernels of autograd's generic path, which is what eager training at short
-lengths is bound by), fed one autocast copy of the input shared by the layers that read it
-(input_cast.py). `forward_autograd` is the same formula in plain autograd: the fallback when the
+out (fewer kernels and passes over activations than autograd's generic path), fed one autocast
+copy of the input shared by the layers that read it (input_cast.py). `forward_autograd` is the same formula in plain autograd: the fallback when the
 base layer trains too, and the tests' reference.
 """
 
