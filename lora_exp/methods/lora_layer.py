@@ -17,8 +17,9 @@ restores it bit for bit (subtracting the product again would drift in floating p
 
 Training runs through `LoRAProjection` (lora_function.py), the formula with its backward written
 out (fewer kernels and passes over activations than autograd's generic path), fed one autocast
-copy of the input shared by the layers that read it (input_cast.py). `forward_autograd` is the same formula in plain autograd: the fallback when the
-base layer trains too, and the tests' reference.
+copy of the input shared by the layers that read it (input_cast.py). `forward_autograd` is the
+same formula in plain autograd: the fallback when the base layer trains too, and the tests'
+reference.
 """
 
 from __future__ import annotations
