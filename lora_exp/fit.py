@@ -136,6 +136,35 @@ def compile_if_asked(cfg: DictConfig, model) -> None:
         raise UserError(f"trainer.compile=blocks: {err}") from err
 
 
+def prepare_for_training(
+    cfg: DictConfig, model, method, family, record: dict, compiles: bool = True
+) -> str:
+    """After the method is applied: train mode, the parameter counts (into the record and the
+    log), frozen projections in bf16 and, where `compiles`, `trainer.compile`. Returns the
+    resolved precision. Shared by the classification and generation paths."""
+    from lora_exp.measure.params import count_parameters
+
+    model.train()  # from_pretrained returns eval mode and Lightning keeps it: dropout would be off
+    counts = count_parameters(model, family)  # before the strategy wraps (FSDP holds shards)
+    precision = resolve_precision(cfg.trainer.precision)
+    store_frozen_in_bf16(cfg, model, precision)
+    if compiles:
+        compile_if_asked(cfg, model)
+    elif cfg.trainer.get("compile"):
+        raise UserError(
+            "trainer.compile applies to classification and regression tasks; generation tasks "
+            "(beam search with a growing key/value cache) train and decode eagerly"
+        )
+    record["params"] = counts
+    log.info(
+        "%s on %s: %s",
+        method.describe(),
+        cfg.model.name,
+        ", ".join(f"{k}={v:,}" for k, v in counts.items()),
+    )
+    return precision
+
+
 def run_measurements(cfg: DictConfig):
     """The callback that measures latency, memory and throughput of every run (issue 5)."""
     from lora_exp.measure.run_metrics import RunMeasurements
@@ -205,7 +234,6 @@ def fit_and_test(
     import lightning as L
 
     from lora_exp.distributed import build_strategy, resume_agreement, shards_parameters
-    from lora_exp.measure.params import count_parameters
     from lora_exp.methods import build_method
     from lora_exp.models import get_family, load_backbone, load_tokenizer
     from lora_exp.module import ClassificationModule
@@ -244,18 +272,7 @@ def fit_and_test(
         source = find_init_checkpoint(cfg, Path(str(cfg.records_root)))
         load_init_checkpoint(model, source, family)
         record["init_from"] = str(source)
-    model.train()  # from_pretrained returns eval mode and Lightning keeps it: dropout would be off
-    counts = count_parameters(model, family)  # before the strategy wraps (FSDP holds shards)
-    precision = resolve_precision(cfg.trainer.precision)
-    store_frozen_in_bf16(cfg, model, precision)
-    compile_if_asked(cfg, model)
-    record["params"] = counts
-    log.info(
-        "%s on %s: %s",
-        method.describe(),
-        cfg.model.name,
-        ", ".join(f"{k}={v:,}" for k, v in counts.items()),
-    )
+    precision = prepare_for_training(cfg, model, method, family, record)
 
     module = ClassificationModule(
         model,
@@ -288,7 +305,8 @@ def fit_and_test(
     for logger in trainer.loggers:
         logger.log_hyperparams(redact(OmegaConf.to_container(cfg, resolve=True)))
         logger.log_metrics(
-            {**counts, "test/majority_acc": data.info["majority_test_acc"] or 0.0}, step=0
+            {**record["params"], "test/majority_acc": data.info["majority_test_acc"] or 0.0},
+            step=0,
         )
 
     trainer.fit(module, datamodule=data, ckpt_path=str(resume_from) if resume_from else None)

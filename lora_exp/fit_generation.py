@@ -100,15 +100,13 @@ def fit_and_test_generation(
         build_loggers,
         build_trainer,
         checkpoint_callbacks,
+        prepare_for_training,
         print_summary,
         quiet_library_logging,
         record_measurements,
-        resolve_precision,
         run_measurements,
-        store_frozen_in_bf16,
     )
     from lora_exp.generation_module import GenerationModule
-    from lora_exp.measure.params import count_parameters
     from lora_exp.methods import build_method
     from lora_exp.models import get_family
     from lora_exp.tasks.lm_data import GenerationDataModule, eos_id
@@ -137,22 +135,7 @@ def fit_and_test_generation(
 
     model = load_causal_lm(cfg.model, tokenizer)
     method.apply(model, family)
-    model.train()
-    counts = count_parameters(model, family)
-    precision = resolve_precision(cfg.trainer.precision)
-    store_frozen_in_bf16(cfg, model, precision)
-    if cfg.trainer.get("compile"):
-        raise UserError(
-            "trainer.compile applies to classification and regression tasks; generation tasks "
-            "(beam search with a growing key/value cache) train and decode eagerly"
-        )
-    record["params"] = counts
-    log.info(
-        "%s on %s: %s",
-        method.describe(),
-        cfg.model.name,
-        ", ".join(f"{k}={v:,}" for k, v in counts.items()),
-    )
+    precision = prepare_for_training(cfg, model, method, family, record, compiles=False)
     module = GenerationModule(
         model,
         method,
@@ -179,7 +162,7 @@ def fit_and_test_generation(
     )
     for logger in trainer.loggers:
         logger.log_hyperparams(redact(OmegaConf.to_container(cfg, resolve=True)))
-        logger.log_metrics(counts, step=0)
+        logger.log_metrics(record["params"], step=0)
 
     trainer.fit(module, datamodule=data, ckpt_path=str(resume_from) if resume_from else None)
     if trainer.interrupted:
