@@ -205,12 +205,37 @@ def test_efficiency_rounds_pool_every_step_and_rotate_the_order(tmp_path):
     assert "in each of 3 rounds" in (tmp_path / "table.md").read_text()
 
 
-def test_graphed_mode_needs_a_gpu(tmp_path, capsys):
+@pytest.mark.parametrize("mode", ["graphed", "compiled-graphed"])
+def test_graphed_modes_need_a_gpu(tmp_path, capsys, mode):
     args = ["--models", "tiny-gpt2", "--seq-lens", "8", "--batch-size", "2", "--steps", "1"]
-    args += ["--methods", "lora", "--modes", "graphed", "--device", "cpu", "--out", str(tmp_path)]
+    args += ["--methods", "lora", "--modes", mode, "--device", "cpu", "--out", str(tmp_path)]
     assert efficiency.main(args) != 0
-    assert "needs a GPU" in capsys.readouterr().err
+    assert f"mode '{mode}' (a CUDA graph of the training step) needs a GPU" in (
+        capsys.readouterr().err
+    )
     assert not (tmp_path / "table.csv").exists()
+
+
+@pytest.mark.parametrize(("model_name", "causal"), [("tiny-roberta", False), ("tiny-gpt2", True)])
+def test_capture_takes_one_attention_path(model_name, causal):
+    """Warm-up and capture see one answer to transformers' "is a stream capturing?": the eager
+    one (no mask) for an encoder, the capture one (explicit causal mask) for GPT-2. Either path
+    computes the same logits; the answer is restored afterwards."""
+    from transformers.utils import import_utils
+
+    model = bench.build_model(
+        bench.model_config(model_name), "cls", torch.device("cpu"), torch.float32, 0
+    ).eval()
+    ids = bench.random_batch(model, 2, 12, torch.device("cpu"), 0)
+    original = import_utils.is_cuda_stream_capturing
+    with torch.no_grad():
+        plain = model(input_ids=ids).logits
+        with bench.one_attention_path_for_capture(model):
+            assert import_utils.is_cuda_stream_capturing() is causal
+            assert import_utils.is_tracing() is causal
+            pinned = model(input_ids=ids).logits
+    assert import_utils.is_cuda_stream_capturing is original
+    torch.testing.assert_close(pinned, plain, rtol=0, atol=1e-6)
 
 
 def test_efficiency_markdown_shows_gpu_busy_time_where_profiled():

@@ -505,6 +505,11 @@ def test_efficiency_report_combines_runs_and_judges_within_one(tmp_path):
         _efficiency_row(128, "lora", "lora_exp-compiled", 30.0, 3e9),  # fastest LoRA, other run
         _efficiency_row(128, "lora", "peft-compiled", 36.0, 4e9),
     ])  # fmt: skip
+    _efficiency_record(runs, "C", ["compiled-graphed"], [
+        _efficiency_row(512, "full_ft", "lora_exp-compiled-graphed", 80.0, 20e9),
+        _efficiency_row(512, "lora", "lora_exp-compiled-graphed", 64.0, 11e9),  # 1.25x, 0.55x
+        _efficiency_row(512, "lora", "peft-compiled-graphed", 65.0, 12e9),
+    ])  # fmt: skip
     (results / "efficiency" / "logs").mkdir()
     (results / "efficiency" / "logs" / "cut.log").write_text(
         "round 1/2 roberta-large seq 512 lora      peft                  90.00 ms/step "
@@ -527,7 +532,7 @@ def test_efficiency_report_combines_runs_and_judges_within_one(tmp_path):
 
     written = write_efficiency(results)
     table = (results / "efficiency" / "table.csv").read_text().splitlines()
-    assert table[0] == ",".join(COLUMNS) and len(table) == 1 + 9
+    assert table[0] == ",".join(COLUMNS) and len(table) == 1 + 9 + 3
     targets = (results / "efficiency" / "targets.md").read_text()
     # fastest modes: LoRA compiled (run B), full FT graphed (run A): not one run, not met
     assert "LoRA compiled 30.0 vs full FT graphed 44.0 ms/step" in targets
@@ -538,6 +543,10 @@ def test_efficiency_report_combines_runs_and_judges_within_one(tmp_path):
         in targets
     )
     assert "compiled 128: 1.20×" in targets and "eager 128: 1.07× (≥ 1.2" in targets
+    # a compiled-graphed run: its own mode, judged within its run, its compile scope listed
+    assert "512: 1.25× (LoRA compiled-graphed 64.0 vs full FT compiled-graphed 80.0" in targets
+    assert "compiled-graphed 512: 1.02× (≥ 1.0" in targets
+    assert "modes compiled-graphed (compile scope: blocks)" in targets
     assert "merged LoRA latency / base within 1.00 ± 0.02, eager | 32x512 1.010" in targets
     assert (
         "logs/cut.log` (cut at the GPU call's limit, no record): roberta-large 512 lora peft"

@@ -40,7 +40,7 @@ ARTIFACT = "efficiency"
 COLUMNS = ["model", "seq_len", "batch_size", "method", "impl", "step_ms", "tokens_per_s"]
 COLUMNS += ["peak_mem_bytes", "trainable", "saved_bytes", "device"]
 METHODS = ("full_ft", "lora", "adapter_h", "bitfit")
-MODES = ("eager", "compiled", "graphed")
+MODES = ("eager", "compiled", "graphed", "compiled-graphed")
 MODELS = ("roberta-large", "gpt2-medium")
 LORA = {"rank": 8, "alpha": 16, "targets": ["q", "v"]}  # RoBERTa-large, Table 9 (and issue 5)
 ADAPTER_RANK = 8  # AdptH (0.8M) of Table 2
@@ -126,20 +126,21 @@ def measure(model, seq: int, batch: int, steps: int, warmup: int, device, mode: 
     with `profile_steps` on a GPU, kernels and GPU time per step: `kernel_profile`)."""
     params = [p for p in model.parameters() if p.requires_grad]
     cuda = device.type == "cuda"
-    if mode == "graphed" and not cuda:
-        raise UserError("mode 'graphed' (a CUDA graph of the training step) needs a GPU")
-    graphed = mode == "graphed"
+    graphed, compiled = mode.endswith("graphed"), mode.startswith("compiled")
+    if graphed and not cuda:
+        raise UserError(f"mode '{mode}' (a CUDA graph of the training step) needs a GPU")
     optimizer = torch.optim.AdamW(params, lr=1e-5, fused=cuda, capturable=graphed)
     ids = bench.random_batch(model, batch, seq, device, seed)  # no padding: no attention mask
     labels = torch.randint(0, 2, (batch,), generator=torch.Generator().manual_seed(seed))
     labels = labels.to(device)
-    forward = compile_model(model, compile_scope) if mode == "compiled" else model
+    forward = compile_model(model, compile_scope) if compiled else model
     start = time.perf_counter()
     if graphed:
         # A replay allocates nothing (its activations live in the graph's pool), so the peak
-        # is taken over the eager warm-up steps and the capture, which allocate what a step does.
+        # is taken over the warm-up steps and the capture, which allocate what a step does.
+        # compiled-graphed captures the compiled step: the warm-up steps compile it first.
         torch.cuda.reset_peak_memory_stats()
-        step = bench.graphed_training_step(model, optimizer, ids, labels, warmup=max(warmup, 1))
+        step = bench.graphed_training_step(forward, optimizer, ids, labels, warmup=max(warmup, 1))
         torch.cuda.synchronize()
     else:
         # bf16 mixed precision on a GPU (the framework's default there), fp32 on CPU
@@ -207,7 +208,7 @@ def matmul_ceiling_tflops(device: torch.device, size: int = 8192, reps: int = 20
 def one_configuration(model_name, seq, method, impl, mode, settings: dict) -> dict:
     """Build, train for warm-up + timed steps, and measure one row of the table."""
     dev = settings["device"]
-    if mode == "compiled":
+    if mode.startswith("compiled"):
         torch._dynamo.reset()  # each configuration compiles afresh
     model, to_save, trainable = build(
         model_name, method, impl, dev, settings["seed"], settings["lora"], settings["adapter_rank"]
@@ -221,7 +222,7 @@ def one_configuration(model_name, seq, method, impl, mode, settings: dict) -> di
         saved = bench.serialized_bytes(to_save())
     finally:
         del model, to_save
-        if mode == "compiled":
+        if mode.startswith("compiled"):
             torch._dynamo.reset()
         bench.free_memory()
     row = {
@@ -366,7 +367,8 @@ def main(argv: list[str] | None = None) -> int:
         default=["eager"],
         choices=list(MODES),
         help="compiled: torch.compile of the model (impl suffix -compiled); graphed: the "
-        "training step as one CUDA graph (impl suffix -graphed, GPU only)",
+        "training step as one CUDA graph (impl suffix -graphed, GPU only); compiled-graphed: "
+        "the compiled step captured the same way (-compiled-graphed, GPU only)",
     )
     parser.add_argument(
         "--compile-scope", default="model", choices=list(SCOPES),

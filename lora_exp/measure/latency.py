@@ -54,21 +54,23 @@ GRAPH_UNSAFE = {
 }
 
 
-def capture_graph(forward) -> tuple[torch.cuda.CUDAGraph, object]:
-    """Record `forward()` into a CUDA graph after warming it up on a side stream.
+def capture_graph(forward, model: nn.Module) -> tuple[torch.cuda.CUDAGraph, object]:
+    """Record `forward()` (a call of `model`) into a CUDA graph after warming it up on a side
+    stream, warm-up and capture on one attention path (`bench.one_attention_path_for_capture`).
 
     Returns:
         (graph, the static output): keep both alive while the graph is replayed.
     """
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        for _ in range(3):
-            forward()
-    torch.cuda.current_stream().wait_stream(stream)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        output = forward()
+    with bench.one_attention_path_for_capture(model):
+        with torch.cuda.stream(stream):
+            for _ in range(3):
+                forward()
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            output = forward()
     return graph, output
 
 
@@ -102,7 +104,7 @@ def measure_setting(models: dict, ids, trials, warmup, device, graphs, timer) ->
                 notes.append(f"{name}: no CUDA-graph timing, {GRAPH_UNSAFE[name]}")
                 continue
             try:
-                graph, output = capture_graph(lambda m=model: m(input_ids=ids))
+                graph, output = capture_graph(lambda m=model: m(input_ids=ids), model)
             except Exception as exc:  # a model that cannot be captured keeps its eager row
                 with contextlib.suppress(Exception):
                     torch.cuda.synchronize()

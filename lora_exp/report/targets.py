@@ -145,6 +145,11 @@ def latency_targets(lat: pd.DataFrame) -> list[str]:
     return lines
 
 
+def compiles(run_config: dict) -> bool:
+    """Whether a run measured any compiled mode (compiled, compiled-graphed)."""
+    return any(mode.startswith("compiled") for mode in run_config["modes"])
+
+
 def mode_of(impl: str) -> str:
     return impl.split("-", 1)[1] if "-" in impl else "eager"
 
@@ -252,7 +257,7 @@ def runs_section(records: list[dict], logs: pd.DataFrame) -> list[str]:
             f"- `{record['run']}`: {', '.join(cfg['models'])}; lengths "
             f"{', '.join(map(str, cfg['seq_lens']))}; methods {', '.join(cfg['methods'])}"
             f"{' + PEFT' if cfg.get('peft') else ''}; modes {', '.join(cfg['modes'])}"
-            + (f" (compile scope: {cfg['compile_scope']})" if "compiled" in cfg["modes"] else "")
+            + (f" (compile scope: {cfg['compile_scope']})" if compiles(cfg) else "")
             + f"; {cfg.get('rounds', 1)} round(s) of {cfg['steps']} steps; "
             f"`{' '.join(record.get('overrides') or [])}`"
         )
@@ -278,9 +283,9 @@ def write_efficiency(results: Path) -> list[Path]:
     out = results / "efficiency"
 
     table = rows.rename(columns={"peak": "peak_mem_bytes", "saved": "saved_bytes"})
-    order = {"eager": 0, "compiled": 1, "graphed": 2}
+    order = {"eager": 0, "compiled": 1, "graphed": 2, "compiled-graphed": 3}
     table = table.assign(
-        _mode=table["impl"].map(lambda i: order.get(mode_of(i), 3)),
+        _mode=table["impl"].map(lambda i: order.get(mode_of(i), 4)),
         _method=table["method"].map({"full_ft": 0, "lora": 1, "adapter_h": 2, "bitfit": 3}),
         _peft=table["impl"].str.startswith("peft"),
     ).sort_values(["model", "seq_len", "_mode", "_peft", "_method"], kind="stable")
@@ -291,7 +296,7 @@ def write_efficiency(results: Path) -> list[Path]:
     scopes = {
         r["config"].get("compile_scope", "model")
         for r in records
-        if "compiled" in r["config"]["modes"]
+        if compiles(r["config"])
     }
     config["compile_scope"] = scopes.pop() if len(scopes) == 1 else "model"
     result = {
