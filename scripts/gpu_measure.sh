@@ -1,24 +1,28 @@
 #!/usr/bin/env bash
 # Issue 5 on a GPU: the paper's Table 1 latency and the training-efficiency benchmark.
 # Run from anywhere in the checkout, on the GPU machine:
-#   bash scripts/gpu_measure.sh                      # stages "latency efficiency compiled"
+#   bash scripts/gpu_measure.sh                      # stages "latency efficiency compiled captured"
 #   bash scripts/gpu_measure.sh latency              # one stage (~2.5 min on an H200)
 #   bash scripts/gpu_measure.sh efficiency           # eager + CUDA-graphed steps, 2 rounds (~8 min)
 #   bash scripts/gpu_measure.sh compiled             # regional torch.compile, roberta-large (~2 min)
+#   bash scripts/gpu_measure.sh captured             # the compiled step as one CUDA graph, both models (~3 min)
 # Writes results/table1_latency and results/efficiency (each efficiency invocation adds a record to
 # results/efficiency/runs; `python -m lora_exp.report efficiency` then rebuilds table.* and
 # targets.md from all of them). When $OUT is set (the device tool's output folder) copies them to
 # $OUT/results and tees logs to $OUT/logs. EFFICIENCY_ARGS narrows a stage, e.g. to fit a call's
-# time limit: the committed runs were `efficiency` with "--models roberta-large" and with
-# "--models gpt2-medium --seq-lens 512 --modes eager --rounds 1", and `compiled` with "--seq-lens 128"
-# and with "--seq-lens 512".
+# time limit: the committed runs were `efficiency` with "--models roberta-large", with
+# "--models gpt2-medium --seq-lens 512 --modes eager --rounds 1", with "--models gpt2-medium
+# --seq-lens 128" and with "--models roberta-large --modes graphed --rounds 1"; `compiled` with
+# "--seq-lens 128", with "--seq-lens 512" and with "--models gpt2-medium"; and the `captured` runs
+# as `compiled` with "--models roberta-large --seq-lens 128 512 --modes compiled-graphed" and with
+# "--models gpt2-medium --seq-lens 128 512 --modes compiled-graphed" (the stage did not exist yet).
 # Needs torch (CUDA), transformers, peft; installs omegaconf from bundle/wheels if it is missing.
 # RESULTS=DIR writes elsewhere than results/; LATENCY_ARGS / EFFICIENCY_ARGS append options
 # (a CPU smoke test: LATENCY_ARGS="--protocol custom --model tiny-gpt2 --sizes 2x16 --trials 2").
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-STAGES=${*:-latency efficiency compiled}
+STAGES=${*:-latency efficiency compiled captured}
 RESULTS=${RESULTS:-results}
 LOGS=${OUT:+$OUT/logs}
 LOGS=${LOGS:-$RESULTS/logs}
@@ -71,8 +75,12 @@ for stage in $STAGES; do
       run compiled $PY -m lora_exp.measure.efficiency --out "$RESULTS/efficiency" \
         --models roberta-large --methods full_ft lora --modes compiled --compile-scope blocks \
         --profile-steps 2 ${EFFICIENCY_ARGS:-} ;;
+    captured)  # the regionally compiled step captured as one CUDA graph (bench.graphed_training_step)
+      run captured $PY -m lora_exp.measure.efficiency --out "$RESULTS/efficiency" \
+        --models roberta-large gpt2-medium --methods full_ft lora --modes compiled-graphed \
+        --compile-scope blocks --profile-steps 2 ${EFFICIENCY_ARGS:-} ;;
     *)
-      echo "unknown stage '$stage' (latency, efficiency, compiled)" >&2
+      echo "unknown stage '$stage' (latency, efficiency, compiled, captured)" >&2
       exit 2 ;;
   esac
 done
