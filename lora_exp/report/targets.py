@@ -293,11 +293,7 @@ def write_efficiency(results: Path) -> list[Path]:
     table[COLUMNS].to_csv(out / "table.csv", index=False)
     config = dict(records[0]["config"])
     config["rounds"] = max(r["config"].get("rounds", 1) for r in records)
-    scopes = {
-        r["config"].get("compile_scope", "model")
-        for r in records
-        if compiles(r["config"])
-    }
+    scopes = {r["config"].get("compile_scope", "model") for r in records if compiles(r["config"])}
     config["compile_scope"] = scopes.pop() if len(scopes) == 1 else "model"
     result = {
         "rows": table.to_dict("records"),
