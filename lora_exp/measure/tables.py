@@ -175,10 +175,12 @@ def efficiency_markdown(result: dict, config: dict) -> str:
         + "; `-graphed`: the whole step (forward, backward, AdamW) captured once and replayed as "
         "one CUDA graph (bench.graphed_training_step; its peak memory is taken over the warm-up "
         "steps and the capture, since a replay allocates nothing); `-compiled-graphed`: the "
-        "compiled step captured the same way. The framework trains eagerly by default, the one "
-        "mode that is bit-exact and takes any batch shape; `trainer.compile=blocks` turns on "
-        "the regional compile. Whole-step capture stays a benchmark mode: it needs every batch "
-        "at one fixed shape. See results/efficiency/targets.md for which mode is fastest where.",
+        "compiled step captured the same way. The framework trains eagerly by default: eager "
+        "takes any batch shape and is what the tests hold to the reference formulas bit for "
+        "bit, where Inductor's fused kernels round differently; `trainer.compile=blocks` turns "
+        "on the regional compile. Whole-step capture stays a benchmark mode: it needs every "
+        "batch at one fixed shape. See results/efficiency/targets.md for which mode is fastest "
+        "where.",
         *EFFICIENCY_REFERENCE,
     ]
     if result.get("matmul_tflops"):
