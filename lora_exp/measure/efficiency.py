@@ -17,7 +17,7 @@ compiled` adds the same configurations under `torch.compile` (impl `lora_exp-com
 model, see lora_exp/compiling.py); `graphed` replays the whole eager step as one CUDA graph
 (`-graphed`, `bench.graphed_training_step`) and `compiled-graphed` the whole compiled step
 (`-compiled-graphed`): at length 128, where eager steps wait on the host, the latter is the
-fastest mode on the H200 for every method measured.
+fastest mode on the H200 for full FT, LoRA and PEFT's LoRA on both models.
 
 Output: `table.csv` (columns below), `table.md` (ratios to full fine-tuning, the paper's claims,
 the model FLOP utilisation of full fine-tuning against a measured bf16 matmul ceiling) and a run
