@@ -15,26 +15,15 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections import Counter
 
 import torch
 from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
 
+from lora_exp.measure.op_count import CountOps
 from lora_exp.methods.input_cast import SharedInputCast
 from lora_exp.methods.lora_layer import LoRALinear
 
 D, RANK = 16, 8
-
-
-class CountOps(TorchDispatchMode):
-    def __init__(self):
-        super().__init__()
-        self.ops = Counter()
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.ops[str(func.overloadpacket)] += 1
-        return func(*args, **(kwargs or {}))
 
 
 def layers() -> dict[str, nn.Module]:
@@ -71,7 +60,7 @@ def main() -> None:
         step(layer, x)
         with CountOps() as counter:
             step(layer, x)
-        ops[name] = sum(counter.ops.values())
+        ops[name] = counter.total()
         timings[name] = []
     for _ in range(7):  # blocks interleaved across the layers, so drift hits all alike
         for name, layer in built.items():

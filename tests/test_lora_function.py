@@ -8,15 +8,13 @@ and dispatch fewer ops per training step than the autograd formula (the reason i
 
 from __future__ import annotations
 
-from collections import Counter
-
 import pytest
 import torch
 import torch._dynamo as dynamo
 from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
 from transformers.pytorch_utils import Conv1D
 
+from lora_exp.measure.op_count import CountOps
 from lora_exp.methods.input_cast import SharedInputCast
 from lora_exp.methods.lora_function import LoRAProjection
 from lora_exp.methods.lora_layer import LoRALinear
@@ -120,25 +118,15 @@ def test_shared_cast_never_returns_a_stale_copy():
         assert torch.equal(cast(y, torch.bfloat16), y.to(torch.bfloat16))
 
 
-class _CountOps(TorchDispatchMode):
-    def __init__(self):
-        super().__init__()
-        self.ops = Counter()
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.ops[str(func.overloadpacket)] += 1
-        return func(*args, **(kwargs or {}))
-
-
 @pytest.mark.parametrize("parts,num_parts", [((0,), 1), ((0, 2), 3)])
 def test_fast_path_dispatches_fewer_ops_per_training_step(parts, num_parts):
     layer = _layer("linear", parts, num_parts, torch.float32)
     x = torch.randn(4, 12, requires_grad=True)
 
     def ops(forward) -> int:
-        with _CountOps() as counter, torch.autocast("cpu", dtype=torch.bfloat16):
+        with CountOps() as counter, torch.autocast("cpu", dtype=torch.bfloat16):
             forward(x).float().sum().backward()
-        return sum(counter.ops.values())
+        return counter.total()
 
     fast, formula = ops(layer), ops(layer.forward_autograd)
     assert fast < formula, (fast, formula)
