@@ -37,9 +37,11 @@ def repeated_blocks(model: nn.Module) -> nn.ModuleList:
     return max(lists, key=lambda blocks: sum(p.numel() for p in blocks.parameters()))
 
 
-def compile_model(model: nn.Module, scope: str = "model", **options) -> nn.Module:
+def compile_model(model: nn.Module, scope: str = "model", extra_graphs: int = 8,
+                  **options) -> nn.Module:  # fmt: skip
     """`model` compiled with `scope` "model" (returns the compiled wrapper) or "blocks" (compiles
-    each repeated block in place and returns `model` itself). `options` go to torch.compile."""
+    each repeated block in place and returns `model` itself). `options` go to torch.compile;
+    `extra_graphs` is how many graphs (shapes, train/eval, merged/unmerged) a block may need."""
     if scope not in SCOPES:
         raise ValueError(f"compile scope must be one of {SCOPES}, got '{scope}'")
     if scope == "model":
@@ -48,7 +50,16 @@ def compile_model(model: nn.Module, scope: str = "model", **options) -> nn.Modul
     # One graph serves every block; the default recompile limit (8) must not make blocks 9..N
     # fall back to eager if a guard ever tells them apart.
     limit = torch._dynamo.config.cache_size_limit
-    torch._dynamo.config.cache_size_limit = max(limit, len(blocks) + 8)
+    torch._dynamo.config.cache_size_limit = max(limit, len(blocks) + extra_graphs)
     for block in blocks:
         block.compile(**options)
+    return model
+
+
+def uncompile_model(model: nn.Module) -> nn.Module:
+    """Undo `compile_model(model, "blocks")`: every block runs eagerly again (compile fallback)."""
+    for module in model.modules():
+        if getattr(module, "_compiled_call_impl", None) is not None:
+            module._compiled_call_impl = None
+    torch._dynamo.reset()
     return model

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -113,56 +114,83 @@ def store_frozen_in_bf16(cfg: DictConfig, model, precision: str) -> None:
         store_frozen_projections_in(model, torch.bfloat16)
 
 
-def compile_if_asked(cfg: DictConfig, model) -> None:
-    """`trainer.compile=blocks`: compile each transformer block in place (lora_exp/compiling.py).
+def plan_training_step(cfg: DictConfig, precision: str, problem: str):
+    """`trainer.step` resolved for this run (`engine/modes.py`): the mode and why."""
+    from lora_exp.distributed import world_size
+    from lora_exp.engine.modes import plan_step
+
+    if cfg.trainer.get("compile"):
+        raise UserError(
+            "trainer.compile was replaced by trainer.step=compiled (or compiled-graphed)"
+        )
+    device = "cuda" if trains_on_cuda(cfg) else "cpu"
+    distributed = world_size(cfg.trainer) > 1 or str(cfg.trainer.get("strategy", "auto")) != "auto"
+    return plan_step(cfg.trainer.get("step", "auto"), device, distributed, precision, problem)
+
+
+def length_buckets(cfg: DictConfig, plan) -> list[int] | None:
+    """The padded lengths of a static-shape step (`engine/buckets.py`); None: dynamic padding."""
+    if not plan.static_shapes:
+        return None
+    from lora_exp.engine.buckets import check_buckets, default_buckets
+
+    max_len = int(cfg.task.max_seq_len)
+    requested = cfg.trainer.get("buckets")
+    if requested is None:
+        return default_buckets(max_len)
+    try:
+        return check_buckets(list(requested), max_len)
+    except (TypeError, ValueError) as err:
+        raise UserError(f"trainer.buckets: {err}") from err
+
+
+def compile_for_step(model, plan, buckets: list[int] | None) -> None:
+    """Compiled modes: compile each transformer block in place (lora_exp/compiling.py).
 
     In place, so the module tree, the checkpoints' keys and the method's merge and save see the
-    same model. Merging for evaluation changes LoRALinear's `merged` flag, which dynamo guards on:
-    one more graph, compiled once.
+    same model. Static shapes (`dynamic=False`): one graph per length bucket. Merging for
+    evaluation changes LoRALinear's `merged` flag, which dynamo guards on: more graphs, each
+    compiled once.
     """
-    scope = cfg.trainer.get("compile") or False
-    if scope is False:
+    if not plan.compiled:
         return
-    if scope != "blocks":
-        raise UserError(
-            f"trainer.compile must be false or 'blocks', got '{scope}' (a whole-model compile "
-            "wraps the model and renames its state-dict keys)"
-        )
     from lora_exp.compiling import compile_model
 
     try:
-        compile_model(model, "blocks")
+        compile_model(model, "blocks", dynamic=False, extra_graphs=4 * len(buckets or [1]))
     except ValueError as err:
-        raise UserError(f"trainer.compile=blocks: {err}") from err
+        raise UserError(f"trainer.step={plan.mode}: {err}") from err
 
 
-def prepare_for_training(
-    cfg: DictConfig, model, method, family, record: dict, compiles: bool = True
-) -> str:
+def plan_run(cfg: DictConfig, problem: str):
+    """(precision, step plan, length buckets) of this run: decided before any data or weights
+    load, so a mode that cannot run here fails in seconds."""
+    precision = resolve_precision(cfg.trainer.precision)
+    plan = plan_training_step(cfg, precision, problem)
+    return precision, plan, length_buckets(cfg, plan)
+
+
+def prepare_for_training(cfg: DictConfig, model, method, family, record: dict, run_plan) -> None:
     """After the method is applied: train mode, the parameter counts (into the record and the
-    log), frozen projections in bf16 and, where `compiles`, `trainer.compile`. Returns the
-    resolved precision. Shared by the classification and generation paths."""
+    log), frozen projections in bf16 and, for compiled modes, the compiled blocks. `run_plan` is
+    `plan_run`'s. Shared by the classification and generation paths."""
     from lora_exp.measure.params import count_parameters
 
+    precision, plan, buckets = run_plan
     model.train()  # from_pretrained returns eval mode and Lightning keeps it: dropout would be off
     counts = count_parameters(model, family)  # before the strategy wraps (FSDP holds shards)
-    precision = resolve_precision(cfg.trainer.precision)
     store_frozen_in_bf16(cfg, model, precision)
-    if compiles:
-        compile_if_asked(cfg, model)
-    elif cfg.trainer.get("compile"):
-        raise UserError(
-            "trainer.compile applies to classification and regression tasks; generation tasks "
-            "(beam search with a growing key/value cache) train and decode eagerly"
-        )
+    compile_for_step(model, plan, buckets)
     record["params"] = counts
+    record["step"] = {"requested": plan.requested, "mode": plan.mode, "reason": plan.reason,
+                      "buckets": buckets}  # fmt: skip
     log.info(
         "%s on %s: %s",
         method.describe(),
         cfg.model.name,
         ", ".join(f"{k}={v:,}" for k, v in counts.items()),
     )
-    return precision
+    log.info("training step: %s (%s)", plan.mode, plan.reason)
 
 
 def run_measurements(cfg: DictConfig):
@@ -187,6 +215,25 @@ def record_measurements(record: dict, measurements, best, trainer) -> None:
         logger.log_metrics(numeric, step=trainer.global_step)
 
 
+def record_timings(record: dict, data_timings: dict, model_load_s: float, phases, measurements,
+                   module) -> None:  # fmt: skip
+    """The phase times (`measure/phases.py`) into `record["timing"]`, beside timing/imports."""
+    from lora_exp.measure.clock import timing_record
+
+    step = module.train_step
+    record.setdefault("timing", {}).update(
+        timing_record(
+            {
+                **data_timings,
+                "model_load": model_load_s,
+                "capture": step.capture_seconds if step is not None else 0.0,
+                "train": measurements.results.get("throughput/train_seconds", 0.0),
+                **phases.times,
+            }
+        )
+    )
+
+
 def build_trainer(cfg: DictConfig, run_dir: Path, precision: str, loggers, callbacks, **layout):
     """The Lightning Trainer of every training run; `layout` sets devices, nodes and strategy."""
     import lightning as L
@@ -195,7 +242,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, precision: str, loggers, callb
         max_epochs=int(cfg.epochs),
         accelerator=cfg.trainer.accelerator,
         precision=precision,
-        gradient_clip_val=cfg.trainer.gradient_clip_val,
+        gradient_clip_val=None,  # manual optimization: TrainStep clips (engine/step.py)
         deterministic=bool(cfg.trainer.deterministic),
         log_every_n_steps=int(cfg.trainer.log_every_n_steps),
         enable_progress_bar=bool(cfg.trainer.enable_progress_bar),
@@ -234,6 +281,7 @@ def fit_and_test(
     import lightning as L
 
     from lora_exp.distributed import build_strategy, resume_agreement, shards_parameters
+    from lora_exp.measure.phases import PhaseTimer
     from lora_exp.methods import build_method
     from lora_exp.models import get_family, load_backbone, load_tokenizer
     from lora_exp.module import ClassificationModule
@@ -245,6 +293,7 @@ def fit_and_test(
     task, family = cfg.task, get_family(cfg.model.family)
     method = build_method(cfg.method)
     method.check(family)  # a method that cannot apply to this family fails before data loads
+    precision, plan, buckets = plan_run(cfg, task.problem)  # so does a step mode that cannot run
     if not method.uses_rank and any(o.startswith(("rank=", "alpha=")) for o in overrides):
         log.warning("method %s has no rank or alpha; the override is ignored", method.name)
 
@@ -262,6 +311,7 @@ def fit_and_test(
     record["task"].update(data.info)
 
     regression = task.problem == "regression"
+    loading = time.perf_counter()
     model = load_backbone(
         cfg.model, 1 if regression else len(task.label_names), task.problem, tokenizer.pad_token_id
     )
@@ -272,7 +322,9 @@ def fit_and_test(
         source = find_init_checkpoint(cfg, Path(str(cfg.records_root)))
         load_init_checkpoint(model, source, family)
         record["init_from"] = str(source)
-    precision = prepare_for_training(cfg, model, method, family, record)
+    prepare_for_training(cfg, model, method, family, record, (precision, plan, buckets))
+    model_load_s = time.perf_counter() - loading
+    data.use_static_shapes(buckets, pin_memory=trains_on_cuda(cfg))
 
     module = ClassificationModule(
         model,
@@ -282,21 +334,24 @@ def fit_and_test(
             "lr": float(cfg.lr),
             "weight_decay": float(cfg.weight_decay),
             "warmup_ratio": float(cfg.warmup_ratio),
+            "clip_val": cfg.trainer.gradient_clip_val,
         },
         # A shard cannot merge B @ A into the slice of W it holds (distributed.py).
         merge_on_eval=bool(cfg.method.get("merge_on_eval", True))
         and not shards_parameters(cfg.trainer),
+        step_plan=plan,
+        log_every_n_steps=int(cfg.trainer.log_every_n_steps),
     )
     monitor = f"val/{task.primary_metric}"
     best, last = checkpoint_callbacks(run_dir, monitor, "max")
-    measurements = run_measurements(cfg)
+    measurements, phases = run_measurements(cfg), PhaseTimer()
     loggers = build_loggers(cfg, run_dir)
     trainer = build_trainer(
         cfg,
         run_dir,
         precision,
         loggers,
-        callbacks=[best, last, measurements, resume_agreement(resume_from)],
+        callbacks=[best, last, measurements, phases, resume_agreement(resume_from)],
         devices=cfg.trainer.devices,
         num_nodes=int(cfg.trainer.get("num_nodes", 1)),
         strategy=build_strategy(cfg, model),  # trainer=ddp / trainer=fsdp; "auto" on one device
@@ -309,11 +364,13 @@ def fit_and_test(
             step=0,
         )
 
+    phases.wrap_checkpoint_io(trainer)
     trainer.fit(module, datamodule=data, ckpt_path=str(resume_from) if resume_from else None)
     if trainer.interrupted:
         raise KeyboardInterrupt("training was interrupted")
     record["history"] = module.history
     record["resumed_from_epoch"] = module.resumed_from_epoch
+    record["step"].update(module.step_report())
     record["best"] = best_entry(module.history, monitor)
     results = trainer.test(module, datamodule=data, ckpt_path="best", verbose=False)
     record["test"] = {k: float(v) for k, v in results[0].items()}
@@ -323,11 +380,20 @@ def fit_and_test(
 
     record["test"].update(score_extra_splits(trainer, module, data, task))  # MNLI: test/acc_mm
     record_measurements(record, measurements, best, trainer)
+    record_timings(record, data.timings, model_load_s, phases, measurements, module)
     for logger in trainer.loggers:
         logger.save()
     if trainer.is_global_zero:
         (run_dir / "checkpoints" / "last.ckpt").unlink(missing_ok=True)  # finished: no resume
         print_summary(cfg, record)
+
+
+def trains_on_cuda(cfg: DictConfig) -> bool:
+    """Whether the run trains on a GPU (pinned host memory makes its batch copies asynchronous)."""
+    import torch
+
+    accelerator = str(cfg.trainer.accelerator)
+    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
 
 
 def print_summary(cfg: DictConfig, record: dict) -> None:

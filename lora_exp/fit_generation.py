@@ -13,6 +13,7 @@ vocabulary cannot be downloaded here. With random weights the vocabulary size fo
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -100,13 +101,17 @@ def fit_and_test_generation(
         build_loggers,
         build_trainer,
         checkpoint_callbacks,
+        plan_run,
         prepare_for_training,
         print_summary,
         quiet_library_logging,
         record_measurements,
+        record_timings,
         run_measurements,
+        trains_on_cuda,
     )
     from lora_exp.generation_module import GenerationModule
+    from lora_exp.measure.phases import PhaseTimer
     from lora_exp.methods import build_method
     from lora_exp.models import get_family
     from lora_exp.tasks.lm_data import GenerationDataModule, eos_id
@@ -117,6 +122,7 @@ def fit_and_test_generation(
     task, family = cfg.task, get_family(cfg.model.family)
     method = build_method(cfg.method)
     method.check(family)
+    precision, plan, buckets = plan_run(cfg, task.problem)  # a mode that cannot run fails now
     if cfg.trainer.devices not in (1, "1") or int(cfg.trainer.get("num_nodes", 1)) != 1:
         raise UserError(f"task={task.name} trains and tests on one device: pass trainer.devices=1")
 
@@ -133,9 +139,12 @@ def fit_and_test_generation(
     data.setup()  # the data before the model: a missing data set fails fast
     record["task"].update(data.info)
 
+    loading = time.perf_counter()
     model = load_causal_lm(cfg.model, tokenizer)
     method.apply(model, family)
-    precision = prepare_for_training(cfg, model, method, family, record, compiles=False)
+    prepare_for_training(cfg, model, method, family, record, (precision, plan, buckets))
+    model_load_s = time.perf_counter() - loading
+    data.use_static_shapes(buckets, pin_memory=trains_on_cuda(cfg))
     module = GenerationModule(
         model,
         method,
@@ -145,6 +154,7 @@ def fit_and_test_generation(
             "weight_decay": float(cfg.weight_decay),
             "warmup_ratio": float(cfg.warmup_ratio),
             "warmup_steps": task.get("warmup_steps"),
+            "clip_val": cfg.trainer.gradient_clip_val,
         },
         tokenizer=tokenizer,
         eos_token_id=eos_id(tokenizer),
@@ -152,29 +162,34 @@ def fit_and_test_generation(
         test_references=data.test_references,
         output_dir=run_dir / "predictions",
         merge_on_eval=bool(cfg.method.get("merge_on_eval", True)),
+        step_plan=plan,
+        log_every_n_steps=int(cfg.trainer.log_every_n_steps),
     )
     monitor = "val/loss"
     best, last = checkpoint_callbacks(run_dir, monitor, "min")
-    measurements = run_measurements(cfg)
+    measurements, phases = run_measurements(cfg), PhaseTimer()
     loggers = build_loggers(cfg, run_dir)
     trainer = build_trainer(
-        cfg, run_dir, precision, loggers, callbacks=[best, last, measurements], devices=1
+        cfg, run_dir, precision, loggers, callbacks=[best, last, measurements, phases], devices=1
     )
     for logger in trainer.loggers:
         logger.log_hyperparams(redact(OmegaConf.to_container(cfg, resolve=True)))
         logger.log_metrics(record["params"], step=0)
 
+    phases.wrap_checkpoint_io(trainer)
     trainer.fit(module, datamodule=data, ckpt_path=str(resume_from) if resume_from else None)
     if trainer.interrupted:
         raise KeyboardInterrupt("training was interrupted")
     record["history"] = module.history
     record["resumed_from_epoch"] = module.resumed_from_epoch
+    record["step"].update(module.step_report())
     record["best"] = lowest_entry(module.history, monitor)
     results = trainer.test(module, datamodule=data, ckpt_path="best", verbose=False)
     record["test"] = {k: float(v) for k, v in results[0].items()}
     record["task"].update(module.metric_info)
     record["predictions"] = str(run_dir / "predictions")
     record_measurements(record, measurements, best, trainer)
+    record_timings(record, data.timings, model_load_s, phases, measurements, module)
     for logger in trainer.loggers:
         logger.save()
     (run_dir / "checkpoints" / "last.ckpt").unlink(missing_ok=True)

@@ -27,34 +27,13 @@ from pathlib import Path
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from omegaconf import DictConfig
 
-from lora_exp.errors import UserError
+from lora_exp.engine.losses import masked_lm_loss
 from lora_exp.methods import Method
 from lora_exp.module import ClassificationModule
 
 log = logging.getLogger("lora_exp")
-
-
-def masked_lm_loss(logits, labels, label_smoothing: float = 0.0) -> torch.Tensor:
-    """Mean token cross-entropy of next-token predictions where labels != -100.
-
-    Args:
-        logits: (batch, seq, vocab) outputs at every position.
-        labels: (batch, seq) the input ids with masked positions set to -100.
-    """
-    if logits.shape[1] != labels.shape[1]:
-        raise UserError(
-            f"the model returned {logits.shape[1]} positions for {labels.shape[1]} input tokens: "
-            "a method that inserts positions (prefix tuning's prefix and infix) is not supported "
-            "on generation tasks yet"
-        )
-    shift_logits = logits[:, :-1].reshape(-1, logits.size(-1)).float()  # (B*(T-1), V)
-    shift_labels = labels[:, 1:].reshape(-1)  # (B*(T-1),)
-    return F.cross_entropy(
-        shift_logits, shift_labels, ignore_index=-100, label_smoothing=label_smoothing
-    )
 
 
 class GenerationModule(ClassificationModule):
@@ -87,15 +66,13 @@ class GenerationModule(ClassificationModule):
         test_references: list[list[str]],
         output_dir: Path | None = None,
         merge_on_eval: bool = True,
+        step_plan=None,
+        log_every_n_steps: int = 10,
     ):
-        # ClassificationModule.__init__ builds classification metrics; set its fields directly.
+        # ClassificationModule.__init__ builds classification metrics: only the shared state here.
         L.LightningModule.__init__(self)
-        self.model, self.method, self.optim = model, method, optim
-        self.merge_on_eval = merge_on_eval and method.can_merge
-        self.history: list[dict] = []
-        self._train_losses: list[float] = []
-        self.resumed_from_epoch: int | None = None
-        self.strict_loading = False
+        self._init_training(model, method, task_cfg, optim, merge_on_eval, step_plan,
+                            log_every_n_steps)  # fmt: skip
         self.label_smoothing = float(task_cfg.label_smoothing)
         self.generation = task_cfg.generation
         self.tokenizer, self.eos_token_id, self.pad_token_id = tokenizer, eos_token_id, pad_token_id
@@ -109,12 +86,6 @@ class GenerationModule(ClassificationModule):
         out = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
         return masked_lm_loss(out.logits, batch["labels"], label_smoothing)
 
-    def training_step(self, batch, batch_idx):
-        loss = self._loss(batch, self.label_smoothing)
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False)
-        self._train_losses.append(loss.detach().item())
-        return loss
-
     def validation_step(self, batch, batch_idx):
         tokens = (batch["labels"][:, 1:] != -100).sum().item()
         self._val_loss_sum += self._loss(batch, 0.0).item() * tokens
@@ -127,9 +98,9 @@ class GenerationModule(ClassificationModule):
         if self.trainer.sanity_checking:
             return
         entry = {"epoch": self.current_epoch, "step": self.global_step, **values}
-        if self._train_losses:
-            entry["train/loss_mean"] = sum(self._train_losses) / len(self._train_losses)
-            self._train_losses = []
+        mean = self._epoch_train_loss()
+        if mean is not None:
+            entry["train/loss_mean"] = mean
         self.history.append(entry)
 
     # --- test: beam search, then the corpus metrics ---
@@ -186,19 +157,3 @@ class GenerationModule(ClassificationModule):
         (self.output_dir / "test_hyp.txt").write_text("".join(h + "\n" for h in hypotheses))
         groups = ["".join(r + "\n" for r in refs) for refs in self.test_references]
         (self.output_dir / "test_ref.txt").write_text("\n".join(groups))
-
-    def configure_optimizers(self):
-        from transformers import get_linear_schedule_with_warmup
-
-        params = self.method.trainable_parameters(self.model)
-        optimizer = torch.optim.AdamW(
-            params, lr=self.optim["lr"], weight_decay=self.optim["weight_decay"]
-        )
-        total = self.trainer.estimated_stepping_batches
-        warmup = self.optim.get("warmup_steps")
-        warmup = int(warmup) if warmup is not None else int(self.optim["warmup_ratio"] * total)
-        scheduler = get_linear_schedule_with_warmup(optimizer, warmup, total)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
-        }

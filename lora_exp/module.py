@@ -4,6 +4,11 @@ Optimisation follows the paper's appendix D: AdamW over the method's trainable p
 linear warm-up over `warmup_ratio` of the steps, then linear decay to zero (Table 9). Methods that
 can merge (LoRA) are merged for validation and test, so evaluation runs the model that would be
 deployed, with no extra latency, and unmerged exactly before training resumes.
+
+Lightning runs the epochs, evaluation, checkpoints and logging; the training step itself is
+`lora_exp.engine.step.TrainStep` (forward, loss, backward, clipping, optimizer and schedule in
+one object, run eagerly, compiled or replayed as a CUDA graph), so the module uses Lightning's
+manual optimization and never reads the loss back per step: it is read once per logging interval.
 """
 
 from __future__ import annotations
@@ -12,8 +17,12 @@ import lightning as L
 import torch
 from omegaconf import DictConfig
 
+from lora_exp.engine.losses import loss_for, model_inputs
+from lora_exp.engine.modes import StepPlan
 from lora_exp.methods import Method
 from lora_exp.tasks.metrics import build_metrics
+
+AUTOCAST = {"bf16-mixed": torch.bfloat16, "bf16-true": None, "16-mixed": torch.float16}
 
 
 class ClassificationModule(L.LightningModule):
@@ -23,16 +32,18 @@ class ClassificationModule(L.LightningModule):
         model: a transformers `*ForSequenceClassification` after `method.apply`.
         method: the method, asked which parameters train, how to merge and what to save.
         task_cfg: the `task` config group (metrics, problem type).
-        optim: dict with lr, weight_decay, warmup_ratio.
+        optim: dict with lr, weight_decay, warmup_ratio (and optional warmup_steps, clip_val).
         merge_on_eval: merge the method into the weights for validation and test.
+        step_plan: how the training step executes (`engine/modes.py`); eager when None.
+        log_every_n_steps: how often the mean training loss is read and logged.
     """
 
-    def __init__(
-        self, model, method: Method, task_cfg: DictConfig, optim: dict, merge_on_eval: bool = True
-    ):
+    def __init__(self, model, method: Method, task_cfg: DictConfig, optim: dict,
+                 merge_on_eval: bool = True, step_plan: StepPlan | None = None,
+                 log_every_n_steps: int = 10):  # fmt: skip
         super().__init__()
-        self.model, self.method, self.optim = model, method, optim
-        self.merge_on_eval = merge_on_eval and method.can_merge
+        self._init_training(model, method, task_cfg, optim, merge_on_eval, step_plan,
+                            log_every_n_steps)  # fmt: skip
         self.regression = task_cfg.problem == "regression"
         num_labels = 1 if self.regression else len(task_cfg.label_names)
         metrics = build_metrics(list(task_cfg.metrics), num_labels)
@@ -43,8 +54,18 @@ class ClassificationModule(L.LightningModule):
 
         self.val_scored, self.test_scored = SumMetric(), SumMetric()
         self.examples_scored: dict[str, int] = {}  # {"validation": n, "test": n}, latest pass
+
+    def _init_training(self, model, method, task_cfg, optim, merge_on_eval, step_plan,
+                       log_every_n_steps) -> None:  # fmt: skip
+        """The training state every problem shares (called by each module's constructor)."""
+        self.model, self.method, self.optim = model, method, optim
+        self.merge_on_eval = merge_on_eval and method.can_merge
+        self.loss_fn = loss_for(task_cfg.problem, float(task_cfg.get("label_smoothing") or 0.0))
+        self.step_plan = step_plan or StepPlan("eager", "eager", "eager")
+        self.log_every_n_steps = max(1, int(log_every_n_steps))
+        self.automatic_optimization = False  # the step is TrainStep's, whole (engine/step.py)
+        self.train_step = None  # built at the first batch, after a resume restored the optimizer
         self.history: list[dict] = []  # one entry per validation epoch, for the run record
-        self._train_losses: list[float] = []
         self.resumed_from_epoch: int | None = None  # set when fit resumes from a last.ckpt
         # Checkpoints hold only what the method saves, so loading must not demand frozen weights.
         self.strict_loading = False
@@ -52,17 +73,68 @@ class ClassificationModule(L.LightningModule):
     def forward(self, **batch):
         return self.model(**batch)
 
+    # --- training: one TrainStep call per batch ---
+    def _build_train_step(self):
+        from lora_exp.engine.step import TrainStep
+
+        optimizer = self.optimizers().optimizer  # the torch optimizer inside Lightning's wrapper
+        clip_val = self.optim.get("clip_val")
+
+        def clip():
+            self.clip_gradients(
+                optimizer, gradient_clip_val=clip_val, gradient_clip_algorithm="norm"
+            )
+
+        return TrainStep(
+            self.model,
+            self.loss_fn,
+            optimizer,
+            self.lr_schedulers(),
+            mode=self.step_plan.mode,
+            autocast_dtype=AUTOCAST.get(str(self.trainer.precision)),
+            backward=self.manual_backward,
+            clip=clip if clip_val else None,
+        )
+
+    def _reduce_mean(self, value: torch.Tensor) -> torch.Tensor:
+        """The mean over data-parallel ranks (they take equal steps); the value on one device."""
+        if self.trainer.world_size > 1:
+            return self.trainer.strategy.reduce(value.clone(), reduce_op="mean")
+        return value
+
     def training_step(self, batch, batch_idx):
-        loss = self.model(**batch).loss
-        # sync_dist: the mean over the global batch under DDP (a no-op on one device).
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False, sync_dist=True)
-        self._train_losses.append(loss.detach().item())
-        return loss
+        if self.train_step is None:
+            self.train_step = self._build_train_step()
+        self.train_step(batch)
+        # Lightning counts optimizer steps (global_step) around its optimizer wrapper's step();
+        # the step ran inside TrainStep, so count it the same way.
+        optimizer = self.optimizers()
+        optimizer._on_before_step()
+        optimizer._on_after_step()
+        if self.global_step % self.log_every_n_steps == 0:
+            loss = self.train_step.interval_loss(self._reduce_mean)  # one synchronisation
+            self.log("train/loss", loss, prog_bar=True, logger=False)
+            for logger in self.loggers:
+                logger.log_metrics({"train/loss": loss}, step=self.global_step)
+
+    def _epoch_train_loss(self) -> float | None:
+        return self.train_step.epoch_loss(self._reduce_mean) if self.train_step else None
+
+    def step_report(self) -> dict:
+        """For the run record: the mode that ran, why, and whether it fell back to eager."""
+        plan = self.step_plan
+        report = {"requested": plan.requested, "mode": plan.mode, "reason": plan.reason}
+        if self.train_step is not None:
+            report.update(self.train_step.report())
+            if report["fallback"]:
+                report["mode"] = "eager"
+        return report
 
     def _predictions(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
-        # eval_mask: 0 marks the padding that evens out data-parallel shards (tasks/sampler.py).
-        keep = batch.pop("eval_mask", None)
-        logits = self.model(**batch).logits  # (batch, num_labels)
+        # eval_mask: 0 marks the padding that evens out data-parallel shards (tasks/sampler.py)
+        # and the rows that fill a batch to its static shape (engine/buckets.py).
+        keep = batch.get("eval_mask")
+        logits = self.model(**model_inputs(batch)).logits  # (batch, num_labels)
         preds = logits.squeeze(-1) if self.regression else logits.argmax(-1)
         labels = batch["labels"]
         if keep is not None:
@@ -93,13 +165,9 @@ class ClassificationModule(L.LightningModule):
         if self.trainer.sanity_checking:
             return
         entry = {"epoch": self.current_epoch, "step": self.global_step, **values}
-        if self._train_losses:
-            mean = sum(self._train_losses) / len(self._train_losses)
-            if self.trainer.world_size > 1:  # ranks take equal steps: their mean is the global one
-                local = torch.tensor(mean, device=self.device)
-                mean = self.trainer.strategy.reduce(local, reduce_op="mean").item()
+        mean = self._epoch_train_loss()
+        if mean is not None:
             entry["train/loss_mean"] = mean
-            self._train_losses = []
         self.history.append(entry)
 
     def on_test_epoch_end(self):
@@ -154,12 +222,15 @@ class ClassificationModule(L.LightningModule):
     def configure_optimizers(self):
         from transformers import get_linear_schedule_with_warmup
 
+        from lora_exp.engine.step import build_optimizer
+
         params = self.method.trainable_parameters(self.model)
-        optimizer = torch.optim.AdamW(
-            params, lr=self.optim["lr"], weight_decay=self.optim["weight_decay"]
+        optimizer = build_optimizer(
+            params, self.optim["lr"], self.optim["weight_decay"], self.step_plan.mode, self.device
         )
         total = self.trainer.estimated_stepping_batches
-        warmup = int(self.optim["warmup_ratio"] * total)
+        warmup = self.optim.get("warmup_steps")
+        warmup = int(warmup) if warmup is not None else int(self.optim["warmup_ratio"] * total)
         scheduler = get_linear_schedule_with_warmup(optimizer, warmup, total)
         return {
             "optimizer": optimizer,

@@ -138,6 +138,8 @@ NOT_IN_HASH = (
     "trainer.num_workers",
     "trainer.frozen_projections_bf16",  # exact: the same bf16 operands either way
     "trainer.compile",  # how the same computation runs (Inductor's rounding), not what it trains
+    "trainer.step",  # eager, compiled or captured: the same step, run differently (engine/step.py)
+    "trainer.buckets",  # padding to static shapes: the same loss (engine/buckets.py)
     "measure",  # what the run measures about itself, not what it trains
 )
 

@@ -134,6 +134,9 @@ def new_record(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
 
 def main(cfg: DictConfig) -> dict:
     """Run one configuration end to end and return its record."""
+    from lora_exp.measure.clock import process_age_s
+
+    imports_s = process_age_s()  # interpreter, Hydra and composition, before this line
     start = time.time()
     run_dir, overrides = run_dir_and_overrides(cfg)
     check_before_loading(cfg)
@@ -144,6 +147,7 @@ def main(cfg: DictConfig) -> dict:
         scrub_hydra_dumps(run_dir)
     offline_if_hub_unreachable()
     record = new_record(cfg, run_dir, overrides)
+    record["timing"] = {"timing/imports": round(imports_s, 3)}
     record_path = run_dir / RECORD_NAME
     if cfg.dry_run:
         from lora_exp.dry_run import dry_run
@@ -183,6 +187,7 @@ def main(cfg: DictConfig) -> dict:
     finally:
         record["finished_at"] = utc_now()
         record["wall_time_s"] = round(time.time() - start, 2)
+        record["timing"]["timing/total"] = round(process_age_s(), 3)
         if record["environment"] is None:
             record["environment"] = environment()
         if writer:

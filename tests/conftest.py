@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,9 @@ os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Tiny models run fastest on one thread, and parallel test processes must not oversubscribe cores.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Tokenised splits are cached on disk (lora_exp/tasks/token_cache.py): one fresh cache per test
+# session, never the user's.
+os.environ.setdefault("LORA_EXP_CACHE", tempfile.mkdtemp(prefix="lora_exp_test_cache_"))
 
 ROOT = Path(__file__).resolve().parent.parent
 CONF = ROOT / "conf"

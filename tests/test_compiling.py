@@ -78,18 +78,29 @@ def test_a_run_with_compiled_blocks_trains_evaluates_merged_and_records(tmp_path
     from tests.conftest import run_cli
 
     run_dir = tmp_path / "run"
-    args = [*TINY_LORA, "trainer.compile=blocks", f"hydra.run.dir={run_dir}"]
+    args = [*TINY_LORA, "trainer.step=compiled", f"hydra.run.dir={run_dir}"]
     result = run_cli([*args, f"records_root={tmp_path}"])
     assert result.returncode == 0, result.stderr[-3000:]
     record = json.loads((run_dir / "record.json").read_text())
-    assert record["status"] == "success" and record["config"]["trainer"]["compile"] == "blocks"
+    assert record["status"] == "success" and record["step"]["mode"] == "compiled"
+    assert record["step"]["fallback"] is None
+    assert record["step"]["buckets"] == [32, 64, 128]  # tweet_sentiment: max_seq_len 128
     assert record["test"] and record["measurements"]["latency/ms"] > 0
 
 
-def test_a_compile_scope_the_framework_cannot_train_with_is_refused(tmp_path):
+@pytest.mark.parametrize(
+    ("step", "message"),
+    [
+        ("graphed", "trainer.step=graphed cannot run here: CUDA graphs need a GPU"),
+        ("compiled-graphed", "cannot run here: CUDA graphs need a GPU"),
+        ("fast", "trainer.step must be auto or one of eager, compiled, graphed"),
+    ],
+)
+def test_a_step_mode_that_cannot_run_here_is_refused_with_exit_2(tmp_path, step, message):
     from tests.conftest import run_cli
 
-    args = [*TINY_LORA, "trainer.compile=model", f"hydra.run.dir={tmp_path / 'run'}"]
+    args = [*TINY_LORA, f"trainer.step={step}", f"hydra.run.dir={tmp_path / 'run'}"]
     result = run_cli([*args, f"records_root={tmp_path}"])
-    assert result.returncode != 0
-    assert "trainer.compile must be false or 'blocks'" in result.stderr
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr

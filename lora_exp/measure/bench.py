@@ -291,7 +291,7 @@ def graphed_training_step(model, optimizer, ids, labels, warmup: int = 3):
 
 
 @contextlib.contextmanager
-def one_attention_path_for_capture(model: nn.Module):
+def one_attention_path_for_capture(model: nn.Module, padded: bool = False):
     """Make transformers take one attention-mask path in the warm-up and in the CUDA-graph capture
     of `model`, so that the captured kernels are the warmed-up ones.
 
@@ -309,12 +309,15 @@ def one_attention_path_for_capture(model: nn.Module):
     - Causal models (GPT-2): the capture path, an explicit causal mask, in the warm-up too. Their
       eager decision copies a host value to the GPU, which capture forbids (measured: every GPT-2
       capture failed when made to take it).
+    - Padded batches (`padded`, a training run's batches with an attention mask): the capture
+      path for every model, an explicit padding mask. The eager decision would inspect the mask
+      (a host synchronisation) and drop it when a batch happens to have no padding.
     """
     from transformers.utils import import_utils
 
-    causal = any(getattr(m, "is_causal", False) for m in model.modules())
+    explicit_mask = padded or any(getattr(m, "is_causal", False) for m in model.modules())
     original = import_utils.is_cuda_stream_capturing
-    import_utils.is_cuda_stream_capturing = lambda: causal
+    import_utils.is_cuda_stream_capturing = lambda: explicit_mask
     try:
         yield
     finally:

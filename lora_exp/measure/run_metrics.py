@@ -1,8 +1,9 @@
 """What every training run measures about itself (issue 5, item 3), beside its metrics.
 
-* `throughput/tokens_per_s`: non-padding tokens of the training batches over the seconds spent in
-  training batches (validation excluded; the GPU is synchronised only where a training stretch
-  starts and ends, never per step, so measuring does not slow training down).
+* `throughput/tokens_per_s`: real (non-padding) tokens of the training batches over the seconds
+  spent in training batches (validation excluded; the GPU is synchronised only where a training
+  stretch starts and ends, never per step, so measuring does not slow training down; the one-time
+  warm-up and capture of a captured step is excluded, and reported as timing/capture).
 * `memory/peak_bytes`: on a GPU, the peak of `torch.cuda.max_memory_allocated` during training
   (what the paper's VRAM figures count); on the CPU, the process's peak resident set size
   (`memory/kind` says which).
@@ -66,10 +67,13 @@ class RunMeasurements(L.Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         self._open(trainer)
         mask = batch.get("attention_mask")
+        if mask is None:
+            mask = torch.ones_like(batch["input_ids"])
+        weight = batch.get("loss_weight")  # 0 for rows that only fill a static shape
+        if weight is not None:
+            mask = mask * weight.to(mask.dtype).unsqueeze(-1)
         # Summed on the device: no host synchronisation per step.
-        self._tokens = self._tokens + (
-            mask.sum() if mask is not None else batch["input_ids"].numel()
-        )
+        self._tokens = self._tokens + mask.sum()
 
     def on_validation_start(self, trainer, pl_module):
         if trainer.training:
@@ -81,6 +85,9 @@ class RunMeasurements(L.Callback):
     def on_train_end(self, trainer, pl_module):
         self._close(trainer)
         tokens = int(self._tokens.item() if torch.is_tensor(self._tokens) else self._tokens)
+        # A captured step's one-time warm-up and capture (timing/capture) is not throughput.
+        step = getattr(pl_module, "train_step", None)
+        self._seconds -= getattr(step, "capture_seconds", 0.0)
         if self._seconds > 0 and tokens:
             self.results["throughput/tokens_per_s"] = round(tokens / self._seconds, 1)
             self.results["throughput/train_seconds"] = round(self._seconds, 3)

@@ -1,7 +1,10 @@
 """The Lightning data module: load a task's splits, subsample per budget, tokenise, batch.
 
 Tokenisation happens once, up front (`datasets.map`), and batches are padded dynamically to their
-longest example (`DataCollatorWithPadding`), which matters for short texts such as tweets.
+longest example (`DataCollatorWithPadding`), which matters for short texts such as tweets. A
+captured or compiled training step wants a few fixed shapes instead (`use_static_shapes`): batches
+are then padded to the smallest length bucket that holds them and to a fixed row count, with
+zero-weight rows (`lora_exp/engine/buckets.py`), which changes no loss or metric.
 Subsamples (`budget.max_train_examples`, `budget.max_eval_examples`) are seeded by the task's split
 seed, not the run's seed, so different seeds of a configuration see the same examples.
 """
@@ -9,12 +12,14 @@ seed, not the run's seed, so different seeds of a configuration see the same exa
 from __future__ import annotations
 
 import hashlib
+import time
 from collections import Counter
 
 import lightning as L
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
+from lora_exp.tasks import token_cache
 from lora_exp.tasks.registry import load_splits
 from lora_exp.tasks.sampler import EpochSeededSampler, MaskedEvalDataset, ShardedEvalSampler
 
@@ -25,10 +30,10 @@ def _subsample(dataset, limit: int | None, seed: int):
     return dataset.shuffle(seed=seed).select(range(int(limit)))
 
 
-def fingerprint(splits, text_fields: list[str]) -> str:
+def fingerprint(splits, text_fields: list[str], names=("train", "validation", "test")) -> str:
     """sha256 over every split's texts and labels: changes if the data or the split change."""
     digest = hashlib.sha256()
-    for name in ("train", "validation", "test"):
+    for name in names:
         digest.update(name.encode())
         for field in [*text_fields, "label"]:
             digest.update("\x1f".join(map(str, splits[name][field])).encode())
@@ -67,6 +72,24 @@ class TaskDataModule(L.LightningDataModule):
         )
         self.splits = None
         self.info: dict = {}
+        self.timings: dict[str, float] = {}  # data_load, tokenize (seconds)
+        self.buckets: list[int] | None = None  # None: dynamic padding
+        self.pin_memory = False
+
+    def use_static_shapes(self, buckets: list[int] | None, pin_memory: bool = False) -> None:
+        """Pad batches to `buckets` lengths and full row counts (None: dynamic padding).
+
+        Args:
+            pin_memory: page-locked batches, so copies to the GPU do not block the host.
+        """
+        self.buckets, self.pin_memory = buckets, pin_memory
+
+    def _collate(self, rows: int):
+        if self.buckets is None:
+            return self.collate
+        from lora_exp.engine.buckets import BucketCollator
+
+        return BucketCollator(self.collate, self.buckets, self.tokenizer.pad_token_id, rows=rows)
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits is not None:
@@ -74,6 +97,7 @@ class TaskDataModule(L.LightningDataModule):
         from transformers import DataCollatorWithPadding
 
         task, budget = self.task_cfg, self.budget_cfg
+        started = time.perf_counter()
         raw = load_splits(task)
         seed = int(task.get("split", {}).get("seed", 0))
         names = ("train", "validation", "test", *(task.get("extra_eval_splits") or {}))
@@ -91,19 +115,36 @@ class TaskDataModule(L.LightningDataModule):
             "majority_test_acc": self._majority_acc(raw),
         }
         fields = list(task.text_fields)
+        tokenising = time.perf_counter()
+        self.timings["data_load"] = tokenising - started
+        every_split = fingerprint(raw, fields, names)  # extra dev splits (MNLI mismatched) too
+        key = token_cache.cache_key(every_split, self.tokenizer, int(task.max_seq_len), fields)
+        self.splits = token_cache.load(key)
+        self.info["tokenized_from_cache"] = self.splits is not None
+        if self.splits is None:
+            self.splits = self._tokenize(raw, fields)
+            token_cache.store(key, self.splits)
+        self.timings["tokenize"] = time.perf_counter() - tokenising
+        self.collate = DataCollatorWithPadding(self.tokenizer)
+
+    def _tokenize(self, raw, fields: list[str]) -> dict[str, list[dict]]:
+        """Every split tokenised (truncated to the task's max_seq_len), as lists of dicts."""
+        from datasets.utils.logging import disable_progress_bar
+
+        disable_progress_bar()  # one bar per split per run clutters the logs
+        task = self.task_cfg
 
         def tokenize(batch):
             texts = [batch[field] for field in fields]
             return self.tokenizer(*texts, truncation=True, max_length=int(task.max_seq_len))
 
         # Plain lists of dicts: indexing an Arrow-backed Dataset row by row costs ~50 µs a row.
-        self.splits = {
+        return {
             name: ds.map(tokenize, batched=True, remove_columns=fields)
             .rename_column("label", "labels")
             .to_list()
             for name, ds in raw.items()
         }
-        self.collate = DataCollatorWithPadding(self.tokenizer)
 
     @staticmethod
     def _majority_acc(raw) -> float | None:
@@ -120,8 +161,9 @@ class TaskDataModule(L.LightningDataModule):
             self.splits[name],
             batch_size=batch_size,
             sampler=sampler,
-            collate_fn=self.collate,
+            collate_fn=self._collate(batch_size),
             num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
         )
 
     def _shard(self) -> tuple[int, int]:
@@ -143,8 +185,9 @@ class TaskDataModule(L.LightningDataModule):
             MaskedEvalDataset(self.splits[name]),
             batch_size=self.eval_batch_size,
             sampler=ShardedEvalSampler(len(self.splits[name]), rank, world),
-            collate_fn=self.collate,
+            collate_fn=self._collate(self.eval_batch_size),
             num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
         )
 
     def val_dataloader(self) -> DataLoader:

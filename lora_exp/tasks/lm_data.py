@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import time
 
 import lightning as L
 import torch
@@ -108,11 +109,19 @@ class GenerationDataModule(L.LightningDataModule):
         self.test_mrs: list[str] = []
         self.test_references: list[list[str]] = []
         self.info: dict = {}
+        self.timings: dict[str, float] = {}  # data_load, tokenize (seconds)
+        self.buckets: list[int] | None = None  # None: dynamic padding (engine/buckets.py)
+        self.pin_memory = False
+
+    def use_static_shapes(self, buckets: list[int] | None, pin_memory: bool = False) -> None:
+        """Pad training and validation batches to `buckets` lengths and full row counts."""
+        self.buckets, self.pin_memory = buckets, pin_memory
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits is not None:
             return
         task, budget = self.task_cfg, self.budget_cfg
+        started = time.perf_counter()
         raw = load_splits(task)
         seed = int(task.get("split", {}).get("seed", 0))
         full = {name: len(raw[name]) for name in ("train", "validation", "test")}
@@ -126,6 +135,8 @@ class GenerationDataModule(L.LightningDataModule):
         self.test_mrs, self.test_references = mrs, references
         max_len = int(task.max_seq_len)
         tok = self.tokenizer
+        tokenising = time.perf_counter()
+        self.timings["data_load"] = tokenising - started
 
         def pairs(ds):
             return [
@@ -141,6 +152,7 @@ class GenerationDataModule(L.LightningDataModule):
                 for i, mr in enumerate(mrs)
             ],
         }
+        self.timings["tokenize"] = time.perf_counter() - tokenising
         digest = hashlib.sha256()
         for name in ("train", "validation", "test"):
             digest.update(name.encode())
@@ -160,12 +172,18 @@ class GenerationDataModule(L.LightningDataModule):
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else eos_id(tok)
 
     def _loader(self, rows, batch_size, sampler=None, left=False) -> DataLoader:
+        collate = functools.partial(pad_batch, pad_id=self.pad_id, left=left)
+        if self.buckets is not None and not left:  # generation prompts keep dynamic shapes
+            from lora_exp.engine.buckets import BucketCollator
+
+            collate = BucketCollator(collate, self.buckets, self.pad_id, rows=batch_size)
         return DataLoader(
             rows,
             batch_size=batch_size,
             sampler=sampler,
-            collate_fn=functools.partial(pad_batch, pad_id=self.pad_id, left=left),
+            collate_fn=collate,
             num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
         )
 
     def train_dataloader(self) -> DataLoader:
