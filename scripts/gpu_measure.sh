@@ -75,7 +75,7 @@ for stage in $STAGES; do
       run compiled $PY -m lora_exp.measure.efficiency --out "$RESULTS/efficiency" \
         --models roberta-large --methods full_ft lora --modes compiled --compile-scope blocks \
         --profile-steps 2 ${EFFICIENCY_ARGS:-} ;;
-    captured)  # the regionally compiled step captured as one CUDA graph (bench.graphed_training_step)
+    captured)  # the regionally compiled step captured as one CUDA graph (engine.step.TrainStep)
       run captured $PY -m lora_exp.measure.efficiency --out "$RESULTS/efficiency" \
         --models roberta-large gpt2-medium --methods full_ft lora --modes compiled-graphed \
         --compile-scope blocks --profile-steps 2 ${EFFICIENCY_ARGS:-} ;;

@@ -202,3 +202,24 @@ def test_eager_train_step_is_the_plain_pytorch_step():
     assert step.interval_loss() == pytest.approx(sum(losses) / len(losses), rel=1e-6)
     assert step.interval_loss() is None  # read and reset
     assert step.epoch_loss() == pytest.approx(sum(losses) / len(losses), rel=1e-6)
+
+
+def test_token_collator_returns_what_transformers_data_collator_returns():
+    from transformers import AutoTokenizer, DataCollatorWithPadding
+
+    from lora_exp.models import minilm_package_path
+    from lora_exp.tasks.collate import TokenCollator
+
+    tokenizer = AutoTokenizer.from_pretrained(str(minilm_package_path()))
+    texts = ["a short tweet", "a somewhat longer tweet about the weather today #sun", "ok"]
+    rows = [
+        {**tokenizer(t, truncation=True, max_length=8), "labels": i} for i, t in enumerate(texts)
+    ]
+    ours = TokenCollator(tokenizer.pad_token_id, tokenizer.padding_side)(rows)
+    theirs = DataCollatorWithPadding(tokenizer)(rows)
+    assert ours.keys() == theirs.keys()
+    for key, value in theirs.items():
+        assert torch.equal(ours[key], value), key
+        assert ours[key].dtype == value.dtype, key
+    floats = [{**row, "labels": float(row["labels"]) + 0.5} for row in rows]  # regression
+    assert TokenCollator(0)(floats)["labels"].dtype == torch.float32

@@ -235,61 +235,6 @@ def read_paper_csv(artifact: str) -> list[dict]:
     return list(csv.DictReader(lines))
 
 
-def training_step(forward, optimizer, ids: torch.Tensor, labels: torch.Tensor, bf16: bool,
-                  autocast_cache: bool = True):  # fmt: skip
-    """One benchmark training step: forward (bf16 autocast when `bf16`), backward, AdamW step,
-    zero_grad. `forward` is the model as called (plain, compiled or DDP-wrapped)."""
-
-    def step():
-        with torch.autocast(
-            ids.device.type, dtype=torch.bfloat16, enabled=bf16, cache_enabled=autocast_cache
-        ):
-            loss = forward(input_ids=ids, labels=labels).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
-    return step
-
-
-def graphed_training_step(model, optimizer, ids, labels, warmup: int = 3):
-    """The whole training step (forward, backward, AdamW step) captured as one CUDA graph.
-
-    Eager training of a model this size at length 128 is bound by the host: the GPU is busy for
-    a third of the step and waits for kernel launches the rest (see efficiency.kernel_profile).
-    Replaying a captured graph launches the step's kernels with one call, so the step takes its
-    GPU time. The computation is the eager step's, kernel for kernel, on fixed input buffers
-    (PyTorch's "whole-network capture"): `ids` and `labels` must keep their addresses (copy new
-    batches into them), the optimizer must be `capturable` (its step count lives on the GPU),
-    dropout draws from the graph-safe generator, and autocast's weight-cast cache is off (a cast
-    cached across capture would be freed under the graph).
-
-    `model` may be compiled (lora_exp/compiling.py): the warm-up steps compile it and the capture
-    records Inductor's kernels. Either way the capture must take the warm-up's code path, which
-    transformers would not do on its own: see `one_attention_path_for_capture`.
-
-    Returns:
-        `replay()`, one training step per call.
-    """
-    step = training_step(model, optimizer, ids, labels, bf16=True, autocast_cache=False)
-    side = torch.cuda.Stream()  # warm up off the capture stream, as the CUDA-graph docs do
-    side.wait_stream(torch.cuda.current_stream())
-    with one_attention_path_for_capture(model):
-        with torch.cuda.stream(side):
-            for _ in range(warmup):
-                step()
-        torch.cuda.current_stream().wait_stream(side)
-        optimizer.zero_grad(set_to_none=True)  # the captured backward allocates .grad in the pool
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            with torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False):
-                loss = model(input_ids=ids, labels=labels).loss
-            loss.backward()
-            optimizer.step()
-    graph.keep = (loss,)  # outputs of the capture stay alive with the graph
-    return graph.replay
-
-
 @contextlib.contextmanager
 def one_attention_path_for_capture(model: nn.Module, padded: bool = False):
     """Make transformers take one attention-mask path in the warm-up and in the CUDA-graph capture

@@ -47,6 +47,8 @@ def train_rate(args, method: str, device: torch.device, rank: int, world: int) -
     """Time `args.steps` DDP training steps (after `args.warmup`) of one method."""
     from torch.nn.parallel import DistributedDataParallel
 
+    from lora_exp.engine.losses import classification_loss
+    from lora_exp.engine.step import TrainStep, build_optimizer
     from lora_exp.measure import bench
     from lora_exp.measure.params import count_parameters
     from lora_exp.methods import build_method
@@ -63,20 +65,21 @@ def train_rate(args, method: str, device: torch.device, rank: int, world: int) -
     ddp = DistributedDataParallel(
         model, device_ids=[device.index] if device.type == "cuda" else None
     )
-    optimizer = torch.optim.AdamW(algo.trainable_parameters(model), lr=1e-5)
+    optimizer = build_optimizer(algo.trainable_parameters(model), 1e-5, 0.01, "eager", device)
     ids = bench.random_batch(model, args.batch, args.seq, device, seed=rank)
     labels = torch.randint(0, 2, (args.batch,), generator=torch.Generator().manual_seed(rank))
-    labels = labels.to(device)
-    bf16 = device.type == "cuda"
-    step = bench.training_step(ddp, optimizer, ids, labels, bf16)
+    batch = {"input_ids": ids, "labels": labels.to(device)}
+    bf16 = torch.bfloat16 if device.type == "cuda" else None
+    # The training run's step (engine/step.py), eager: DDP all-reduces in backward hooks.
+    step = TrainStep(ddp, classification_loss, optimizer, mode="eager", autocast_dtype=bf16)
 
     for _ in range(args.warmup):
-        step()
+        step(batch)
     sync(device)
     dist.barrier()
     start = time.perf_counter()
     for _ in range(args.steps):
-        step()
+        step(batch)
     sync(device)
     seconds = time.perf_counter() - start
     # The slowest rank sets the pace of synchronous data parallelism.

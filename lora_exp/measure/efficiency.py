@@ -15,9 +15,9 @@ configuration is built fresh and measured alone, so peak memory is its own. `--m
 compiled` adds the same configurations under `torch.compile` (impl `lora_exp-compiled`,
 `peft-compiled`; `--compile-scope blocks` compiles each transformer block instead of the whole
 model, see lora_exp/compiling.py); `graphed` replays the whole eager step as one CUDA graph
-(`-graphed`, `bench.graphed_training_step`) and `compiled-graphed` the whole compiled step
-(`-compiled-graphed`): at length 128, where eager steps wait on the host, the latter is the
-fastest mode on the H200 for full FT, LoRA and PEFT's LoRA on both models.
+(`-graphed`; `engine.step.TrainStep`, the training run's own step) and `compiled-graphed` the
+whole compiled step (`-compiled-graphed`): at length 128, where eager steps wait on the host,
+the latter is the fastest mode on the H200 for full FT, LoRA and PEFT's LoRA on both models.
 
 Output: `table.csv` (columns below), `table.md` (ratios to full fine-tuning, the paper's claims,
 the model FLOP utilisation of full fine-tuning against a measured bf16 matmul ceiling) and a run
@@ -126,27 +126,37 @@ def measure(model, seq: int, batch: int, steps: int, warmup: int, device, mode: 
             profile_steps: int = 0, compile_scope: str = "model"):  # fmt: skip
     """Time training steps of `model`; returns step statistics, memory and optimizer bytes (and,
     with `profile_steps` on a GPU, kernels and GPU time per step: `kernel_profile`)."""
+    from lora_exp.engine.losses import classification_loss
+    from lora_exp.engine.step import TrainStep, build_optimizer
+
     params = [p for p in model.parameters() if p.requires_grad]
     cuda = device.type == "cuda"
     graphed, compiled = mode.endswith("graphed"), mode.startswith("compiled")
     if graphed and not cuda:
         raise UserError(f"mode '{mode}' (a CUDA graph of the training step) needs a GPU")
-    optimizer = torch.optim.AdamW(params, lr=1e-5, fused=cuda, capturable=graphed)
+    optimizer = build_optimizer(params, 1e-5, 0.01, mode, device)
     ids = bench.random_batch(model, batch, seq, device, seed)  # no padding: no attention mask
     labels = torch.randint(0, 2, (batch,), generator=torch.Generator().manual_seed(seed))
-    labels = labels.to(device)
+    inputs = {"input_ids": ids, "labels": labels.to(device)}
     forward = compile_model(model, compile_scope) if compiled else model
+    # The training run's step (engine/step.py), in this mode: bf16 autocast on a GPU (the
+    # framework's default there), fp32 on CPU; `graphed` captures at its first call.
+    train_step = TrainStep(forward, classification_loss, optimizer, mode=mode,
+                           autocast_dtype=torch.bfloat16 if cuda else None,
+                           warmup=max(warmup, 1))  # fmt: skip
+
+    def step():
+        train_step(inputs)
+
     start = time.perf_counter()
     if graphed:
         # A replay allocates nothing (its activations live in the graph's pool), so the peak
         # is taken over the warm-up steps and the capture, which allocate what a step does.
-        # compiled-graphed captures the compiled step: the warm-up steps compile it first.
+        # compiled-graphed captures the compiled step: the warm-up passes compile it first.
         torch.cuda.reset_peak_memory_stats()
-        step = bench.graphed_training_step(forward, optimizer, ids, labels, warmup=max(warmup, 1))
+        step()
         torch.cuda.synchronize()
     else:
-        # bf16 mixed precision on a GPU (the framework's default there), fp32 on CPU
-        step = bench.training_step(forward, optimizer, ids, labels, bf16=cuda)
         for _ in range(warmup):
             step()
         if cuda:

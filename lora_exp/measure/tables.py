@@ -173,7 +173,7 @@ def efficiency_markdown(result: dict, config: dict) -> str:
             else "the model"
         )
         + "; `-graphed`: the whole step (forward, backward, AdamW) captured once and replayed as "
-        "one CUDA graph (bench.graphed_training_step; its peak memory is taken over the warm-up "
+        "one CUDA graph (engine.step.TrainStep; its peak memory is taken over the warm-up "
         "steps and the capture, since a replay allocates nothing); `-compiled-graphed`: the "
         "compiled step captured the same way. The framework trains eagerly by default: eager "
         "takes any batch shape and is what the tests hold to the reference formulas bit for "

@@ -1,10 +1,11 @@
 """The Lightning data module: load a task's splits, subsample per budget, tokenise, batch.
 
 Tokenisation happens once, up front (`datasets.map`), and batches are padded dynamically to their
-longest example (`DataCollatorWithPadding`), which matters for short texts such as tweets. A
-captured or compiled training step wants a few fixed shapes instead (`use_static_shapes`): batches
-are then padded to the smallest length bucket that holds them and to a fixed row count, with
-zero-weight rows (`lora_exp/engine/buckets.py`), which changes no loss or metric.
+longest example (`collate.TokenCollator`, what `DataCollatorWithPadding` returns), which matters
+for short texts such as tweets. A captured or compiled training step wants a few fixed shapes
+instead (`use_static_shapes`): batches are then padded to the smallest length bucket that holds
+them and to a fixed row count, with zero-weight rows (`lora_exp/engine/buckets.py`), which
+changes no loss or metric.
 Subsamples (`budget.max_train_examples`, `budget.max_eval_examples`) are seeded by the task's split
 seed, not the run's seed, so different seeds of a configuration see the same examples.
 """
@@ -20,6 +21,7 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
 from lora_exp.tasks import token_cache
+from lora_exp.tasks.collate import TokenCollator
 from lora_exp.tasks.registry import load_splits
 from lora_exp.tasks.sampler import EpochSeededSampler, MaskedEvalDataset, ShardedEvalSampler
 
@@ -94,8 +96,6 @@ class TaskDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.splits is not None:
             return
-        from transformers import DataCollatorWithPadding
-
         task, budget = self.task_cfg, self.budget_cfg
         started = time.perf_counter()
         raw = load_splits(task)
@@ -125,7 +125,7 @@ class TaskDataModule(L.LightningDataModule):
             self.splits = self._tokenize(raw, fields)
             token_cache.store(key, self.splits)
         self.timings["tokenize"] = time.perf_counter() - tokenising
-        self.collate = DataCollatorWithPadding(self.tokenizer)
+        self.collate = TokenCollator(self.tokenizer.pad_token_id, self.tokenizer.padding_side)
 
     def _tokenize(self, raw, fields: list[str]) -> dict[str, list[dict]]:
         """Every split tokenised (truncated to the task's max_seq_len), as lists of dicts."""
