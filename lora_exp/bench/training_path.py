@@ -51,15 +51,19 @@ SCALING = {"model.weights": "random", "model.tokenizer": "minilm_package", "task
 
 
 def minilm_runs(weights: str | None) -> list[tuple[str, list[str]]]:
-    """(name, overrides) of the MiniLM runs, budget=full: the default, the eager step, and the
-    compiled-graphed step (what auto would gain or lose by compiling)."""
+    """(name, overrides) of the MiniLM runs, budget=full: the default and the eager step."""
     local = [f"model.local_path={weights}", "model.tokenizer=hub"] if weights else []
     base = ["budget=full", *local, *QUIET]
-    return [
-        ("minilm_default", base),
-        ("minilm_eager", [*base, "trainer.step=eager"]),
-        ("minilm_compiled_graphed", [*base, "trainer.step=compiled-graphed"]),
-    ]
+    return [("minilm_default", base), ("minilm_eager", [*base, "trainer.step=eager"])]
+
+
+def seed_runs(weights: str | None) -> list[tuple[str, list[str]]]:
+    """Seeds 1 and 2 of the default and the eager run (seed 0 is the minilm stage's)."""
+    runs = []
+    for seed in (1, 2):
+        for name, overrides in minilm_runs(weights):
+            runs.append((f"{name}_seed{seed}", [*overrides, f"seed={seed}"]))
+    return runs
 
 
 def scaling_runs() -> list[tuple[str, list[str]]]:
@@ -99,16 +103,24 @@ def run_one(name: str, command: list[str], scratch: Path, out: Path, timeout: in
 
 
 def run_stage(stage: str, out: Path, scratch: Path, weights: str | None, timeout: int) -> None:
+    """Run a stage's processes one after another (`seeds`: all at once, for accuracy only)."""
     python = sys.executable
-    if stage == "minilm":
-        runs = minilm_runs(weights)
-    elif stage == "scaling":
-        runs = scaling_runs()
-    else:
-        raise UserError(f"unknown stage '{stage}': minilm or scaling")
-    for name, overrides in runs:
-        command = [python, "run.py", *overrides, f"hydra.run.dir={scratch / name}",
-                   f"records_root={scratch / (name + '_root')}"]  # fmt: skip
+    runs = {"minilm": minilm_runs(weights), "scaling": scaling_runs(),
+            "seeds": seed_runs(weights)}.get(stage)  # fmt: skip
+    if runs is None:
+        raise UserError(f"unknown stage '{stage}': minilm, scaling or seeds")
+    commands = [
+        (name, [python, "run.py", *overrides, f"hydra.run.dir={scratch / name}",
+                f"records_root={scratch / (name + '_root')}"])
+        for name, overrides in runs
+    ]  # fmt: skip
+    if stage == "seeds":  # timings of concurrent runs mean nothing; only their accuracy is used
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(len(commands)) as pool:
+            list(pool.map(lambda c: run_one(*c, scratch, out, timeout), commands))
+        return
+    for name, command in commands:
         run_one(name, command, scratch, out, timeout)
     if stage == "minilm":
         local = [f"model.local_path={weights}", "model.tokenizer=hub"] if weights else []
@@ -150,10 +162,12 @@ def peer_row(result: dict, process: dict) -> dict:
     return row
 
 
-def collect(out: Path) -> list[dict]:
-    """Rows of every run kept under `out/runs` that finished."""
+def collect(out: Path, seeds: bool = False) -> list[dict]:
+    """Rows of every run kept under `out/runs` that finished (`seeds`: the seed runs only)."""
     rows = []
     for run in sorted((out / "runs").iterdir()):
+        if ("_seed" in run.name) != seeds:
+            continue
         process_file = run / "process.json"
         if not process_file.exists():
             continue
@@ -208,12 +222,39 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines + notes) + "\n"
 
 
+def seeds_markdown(rows: list[dict], seed_rows: list[dict]) -> str | None:
+    """Test accuracy of the default (captured) run and the eager one over seeds 0, 1, 2."""
+    import statistics
+
+    minilm = [r for r in rows + seed_rows if r["model"] == "minilm" and r["impl"] == "lora_exp"]
+    by_mode = {
+        "default": [r for r in minilm if r["default"]],
+        "eager": [r for r in minilm if not r["default"] and r["mode"] == "eager"],
+    }
+    if min(len(v) for v in by_mode.values()) < 3:
+        return None
+    lines = ["| run | mode | test acc per seed | median |", "|---|---|---|---|"]
+    medians = {}
+    for name, runs in by_mode.items():
+        accs = [r["test_acc"] for r in runs]
+        medians[name] = statistics.median(accs)
+        lines.append(f"| {name} | {runs[0]['mode']} | {', '.join(f'{a:.4f}' for a in accs)} | "
+                     f"{medians[name]:.4f} |")  # fmt: skip
+    gap = 100 * (medians["default"] - medians["eager"])
+    verdict = "within" if abs(round(gap, 6)) <= 0.5 else "outside"
+    lines.append(f"\nMedian difference {gap:+.2f} points: {verdict} the issue's 0.5-point bound.")
+    return "\n".join(lines) + "\n"
+
+
 def write_table(out: Path) -> list[dict]:
     from lora_exp.measure.bench import write_csv
 
     rows = collect(out)
     write_csv(out / "table.csv", COLUMNS, rows)
     (out / "table.md").write_text(markdown(rows))
+    seeds = seeds_markdown(rows, collect(out, seeds=True))
+    if seeds is not None:
+        (out / "seeds.md").write_text(seeds)
     return rows
 
 
@@ -221,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run one stage's processes")
-    run.add_argument("stage", choices=["minilm", "scaling"])
+    run.add_argument("stage", choices=["minilm", "scaling", "seeds"])
     run.add_argument("--out", type=Path, default=ROOT / "results" / "training_path")
     run.add_argument("--scratch", type=Path, default=Path("/tmp/lora_exp_training_path"))
     run.add_argument("--weights", default=None, help="a local MiniLM directory (offline GPU)")
