@@ -64,3 +64,31 @@ def test_metrics_on_hand_made_predictions():
     assert values["acc"] == pytest.approx(4 / 6)
     # per-class F1: class 0: p=1/3 r=1 -> 0.5; class 1: p=1 r=2/3 -> 0.8; class 2: p=1 r=1/2 -> 2/3
     assert values["f1_macro"] == pytest.approx((0.5 + 0.8 + 2 / 3) / 3)
+
+
+def test_splits_are_those_of_datasets_train_test_split_and_tokens_those_of_map(tweets):
+    """The fast paths (labels read as one column, one tokenizer call per split) give the splits
+    and token ids that `Dataset.train_test_split(stratify_by_column=...)` and `Dataset.map` give."""
+    from lora_exp.models import load_tokenizer
+    from lora_exp.tasks.datamodule import TaskDataModule
+    from lora_exp.tasks.embedded import _stratified_halves
+
+    _, splits = tweets
+    whole = splits["validation"]  # any labelled Dataset: re-split it both ways
+
+    ours = _stratified_halves(whole, 0.25, 7)
+    theirs = whole.train_test_split(test_size=0.25, stratify_by_column="label", seed=7)
+    assert ours[0]["text"][:] == theirs["train"]["text"][:]
+    assert ours[1]["text"][:] == theirs["test"]["text"][:]
+
+    cfg = compose(["task=tweet_sentiment"])
+    tokenizer = load_tokenizer(cfg.model)
+    data = TaskDataModule(cfg.task, cfg.budget, tokenizer, 32, 128)
+    sample = whole.select(range(200))
+    fast = data._tokenize({"x": sample.to_dict()}, ["text"])["x"]
+
+    def tokenize(batch):
+        return tokenizer(batch["text"], truncation=True, max_length=int(cfg.task.max_seq_len))
+
+    slow = sample.map(tokenize, batched=True, remove_columns=["text"])
+    assert fast == slow.rename_column("label", "labels").to_list()

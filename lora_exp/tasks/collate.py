@@ -10,6 +10,7 @@ every step. `tests/test_engine.py` checks the equality on real tokenizer output.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 TOKEN_FIELDS = {"input_ids": None, "attention_mask": 0, "token_type_ids": 0}  # None: the pad id
@@ -37,5 +38,8 @@ class TokenCollator:
                     values = [[fill] * (width - len(v)) + list(v) for v in values]
                 else:
                     values = [list(v) + [fill] * (width - len(v)) for v in values]
-            batch[key] = torch.tensor(values)  # ints -> int64, floats (regression) -> float32
+                # Through numpy: torch.tensor parses nested lists ~5x slower.
+                batch[key] = torch.from_numpy(np.array(values, dtype=np.int64))
+            else:
+                batch[key] = torch.tensor(values)  # ints -> int64, floats (regression) -> float32
         return batch
