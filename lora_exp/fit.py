@@ -304,7 +304,7 @@ def fit_and_test(
         tokenizer,
         int(cfg.batch_size),
         int(cfg.eval_batch_size),
-        int(cfg.trainer.num_workers),
+        dataloader_workers(cfg),
         shuffle_seed=int(cfg.seed),
     )
     data.setup()  # load the data before the model: a missing data set fails fast
@@ -386,6 +386,22 @@ def fit_and_test(
     if trainer.is_global_zero:
         (run_dir / "checkpoints" / "last.ckpt").unlink(missing_ok=True)  # finished: no resume
         print_summary(cfg, record)
+
+
+def dataloader_workers(cfg: DictConfig) -> int:
+    """`trainer.num_workers`: auto = 0 on the CPU, 1 on a GPU.
+
+    On a GPU, a replayed step takes a few milliseconds and the host must batch the next one in
+    that time; one worker process collates (and the loader pins) batches in parallel. On a 2-core
+    CPU a worker only competes with training for the cores.
+    """
+    value = cfg.trainer.get("num_workers", "auto")
+    if value == "auto":
+        return 1 if trains_on_cuda(cfg) else 0
+    try:
+        return int(value)
+    except (TypeError, ValueError) as err:
+        raise UserError(f"trainer.num_workers must be auto or an integer, got '{value}'") from err
 
 
 def trains_on_cuda(cfg: DictConfig) -> bool:

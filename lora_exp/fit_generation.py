@@ -101,6 +101,7 @@ def fit_and_test_generation(
         build_loggers,
         build_trainer,
         checkpoint_callbacks,
+        dataloader_workers,
         plan_run,
         prepare_for_training,
         print_summary,
@@ -133,7 +134,7 @@ def fit_and_test_generation(
         tokenizer,
         int(cfg.batch_size),
         int(cfg.eval_batch_size),
-        int(cfg.trainer.num_workers),
+        dataloader_workers(cfg),
         shuffle_seed=int(cfg.seed),
     )
     data.setup()  # the data before the model: a missing data set fails fast

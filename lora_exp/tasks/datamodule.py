@@ -169,6 +169,7 @@ class TaskDataModule(L.LightningDataModule):
             sampler=sampler,
             collate_fn=self._collate(batch_size),
             num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,  # no new worker every epoch
             pin_memory=self.pin_memory,
         )
 
@@ -193,6 +194,7 @@ class TaskDataModule(L.LightningDataModule):
             sampler=ShardedEvalSampler(len(self.splits[name]), rank, world),
             collate_fn=self._collate(self.eval_batch_size),
             num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,  # no new worker every epoch
             pin_memory=self.pin_memory,
         )
 

@@ -183,6 +183,7 @@ class GenerationDataModule(L.LightningDataModule):
             sampler=sampler,
             collate_fn=collate,
             num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,  # no new worker every epoch
             pin_memory=self.pin_memory,
         )
 
