@@ -21,15 +21,20 @@ def quiet_library_logging() -> None:
         logging.getLogger(name).propagate = True
 
 
-def slurm_plugins() -> list:
-    """Under SLURM, switch off Lightning's own requeue-on-signal.
+def trainer_plugins() -> list:
+    """Atomic checkpoints with an integrity sidecar; under SLURM, no Lightning requeue.
 
-    Requeueing is the launcher's job (submitit, or slurm/array.sbatch's trap); the requeued job
-    resumes from checkpoints/last.ckpt (resume.py). Two competing mechanisms would requeue twice.
+    AtomicCheckpointIO (checkpoint_io.py): a checkpoint is never half-written, and one that is
+    damaged later is detected before a resume. Requeueing is the launcher's job (submitit, or
+    slurm/array.sbatch's trap); the requeued job resumes from checkpoints/last.ckpt (resume.py).
+    Two competing mechanisms would requeue twice, so Lightning's own is switched off.
     """
     from lightning.pytorch.plugins.environments import SLURMEnvironment
 
-    return [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []
+    from lora_exp.checkpoint_io import AtomicCheckpointIO
+
+    slurm = [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []
+    return [AtomicCheckpointIO(), *slurm]
 
 
 def resolve_precision(precision: str) -> str:
@@ -204,7 +209,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, precision: str, loggers, callb
         callbacks=callbacks,
         default_root_dir=str(run_dir),
         enable_model_summary=False,
-        plugins=slurm_plugins(),
+        plugins=trainer_plugins(),
         **layout,
     )
 
