@@ -2,8 +2,14 @@
 
 `run.py` calls `main(cfg)`. The record (see `records.py`) is written when the run starts
 (status "running"), and rewritten atomically when it ends: "success", "failed" (with the error) or
-"interrupted". Nothing heavy is imported until the config has been validated, so bad input fails
-within seconds.
+"interrupted". Nothing heavy is imported until the config has been validated and the data checked,
+so bad input fails within seconds.
+
+Order of a training run: validate the config -> check the data (tasks/preflight.py) -> lock the
+run directory and the configuration (run_lock.py) -> skip if the cell already succeeded -> find
+an intact checkpoint to resume from, unless force=true (resume.py, checkpoint_io.py) -> record
+"running" -> check the model fits the device (memory_check.py) -> fit and test -> final record
+-> release the locks. Signals and exit statuses: interrupts.py and cli.py.
 """
 
 from __future__ import annotations
@@ -194,7 +200,8 @@ def run_locked(cfg: DictConfig, record: dict, record_path: Path, start: float) -
     if writer:
         write_json_atomic(record_path, record)
     try:
-        check_memory(cfg)  # a model that cannot fit fails here, before anything is allocated
+        if writer:  # rank 0, before it starts the others: they would see its memory as used
+            check_memory(cfg)  # a model that cannot fit fails here, before anything is allocated
         from lora_exp.fit import fit_and_test
 
         fit_and_test(cfg, record, run_dir, record["overrides"], resume_from)
