@@ -1,11 +1,13 @@
 """Signals that end a run early: SIGTERM, SIGINT and SIGUSR1 -> record `interrupted`, exit 128+N.
 
 Schedulers stop jobs with signals: Slurm sends SIGTERM at the time limit, on preemption and on
-`scancel`, and (with `--signal=USR1@T`, as slurm/array.sbatch asks) SIGUSR1 shortly before the
-limit; a user sends SIGINT with Ctrl+C. Whatever the signal, the run must (1) stop, (2) leave its
-record at `interrupted` and `checkpoints/last.ckpt` in place, so the next submission of the same
-command resumes, and (3) exit with the shell's convention for "killed by signal N", 128 + N
-(SIGINT 130, SIGUSR1 138, SIGTERM 143), so no scheduler or script reads a killed run as a success.
+`scancel` (and on `scontrol requeue`, which slurm/array.sbatch's USR1 trap calls), and SIGUSR1
+shortly before the limit to a job that asks for it with `--signal=USR1@T`; a user sends SIGINT
+with Ctrl+C. SIGUSR2 stays submitit's (its own checkpoint-and-requeue handler). Whatever the
+signal, the run must (1) stop, (2) leave its record at `interrupted` and `checkpoints/last.ckpt`
+in place, so the next submission of the same command resumes, and (3) exit with the shell's
+convention for "killed by signal N", 128 + N (SIGINT 130, SIGUSR1 138, SIGTERM 143), so no
+scheduler or script reads a killed run as a success.
 
 Without this, Lightning turns SIGTERM into `SIGTERMException`, a `SystemExit` without a code, so
 the process exited 0; Ctrl+C became `sys.exit(1)`; and SIGUSR1's default action killed the

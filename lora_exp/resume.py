@@ -9,6 +9,8 @@ the same cell:
 * not finished, with `checkpoints/last.ckpt` -> training resumes from that checkpoint. The own run
   directory comes first: a SLURM job requeued after a time limit or preemption keeps its directory
   (submitit re-runs the same job), so this is the one resume mechanism, for crashes and requeues.
+  A checkpoint that fails its integrity check (checkpoint_io.py) is moved aside, never resumed;
+  `force=true` never resumes (train.py).
 
 Checkpoints are written at the end of every epoch; together with the epoch-seeded sampler and the
 saved RNG state, a resumed run ends with the same metrics as an uninterrupted one (CPU, fixed seed).

@@ -104,3 +104,17 @@ def test_cli_data_error_exits_2_in_under_five_seconds(tmp_path, damage):
     assert elapsed < 5.0, elapsed
     record = run_dir / "record.json"
     assert not record.exists() or json.loads(record.read_text())["status"] == "failed"
+
+
+def test_data_loading_turns_datasets_progress_bars_off():
+    import datasets
+
+    from lora_exp.tasks import load_splits
+
+    datasets.enable_progress_bars()
+    try:
+        splits = load_splits(compose(["task=rte", f"task.data_dir={GLUE}"]).task)
+        assert datasets.are_progress_bars_disabled()  # no bar per tokenising map in run.log
+        assert set(splits) == {"train", "validation", "test"}
+    finally:
+        datasets.disable_progress_bars()
