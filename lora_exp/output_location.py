@@ -17,6 +17,8 @@ from pathlib import Path
 
 DEFAULT_DIR = "outputs"  # conf/config.yaml: hydra.run.dir and hydra.sweep.dir start with it
 MULTIRUN_FLAGS = ("-m", "--multirun")
+# Hydra flags that print and exit without creating an output directory.
+NO_OUTPUT_FLAGS = ("--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "--shell-completion")
 
 
 def requested_dir(argv: list[str]) -> tuple[str, str]:
@@ -75,6 +77,8 @@ def _make_probe(directory: Path) -> Path:
 
 def check(argv: list[str]) -> str | None:
     """One line saying why the command's output directory is unusable, or None."""
+    if any(a.split("=", 1)[0] in NO_OUTPUT_FLAGS for a in argv):
+        return None  # `--help` works in a read-only checkout
     key, value = requested_dir(argv)
     problem = problem_with(literal_prefix(value))
     if problem is None:

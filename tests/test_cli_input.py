@@ -90,3 +90,11 @@ def test_the_default_outputs_parent_is_checked(tmp_path):
     result = run_cli(["rank=4"], cwd=tmp_path)
     assert result.returncode == 2
     assert "the default output directory outputs/" in _one_error_line(result.stderr)
+
+
+def test_help_and_cfg_need_no_output_directory(tmp_path):
+    (tmp_path / "outputs").write_text("a file where the default output directory goes")
+    for flags in (["--help"], ["--cfg", "job"]):
+        result = run_cli(flags, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-2000:]
+    assert output_location.check(["--cfg", "job", "hydra.run.dir=/proc/x"]) is None
