@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
 
@@ -22,15 +21,20 @@ def quiet_library_logging() -> None:
         logging.getLogger(name).propagate = True
 
 
-def slurm_plugins() -> list:
-    """Under SLURM, switch off Lightning's own requeue-on-signal.
+def trainer_plugins() -> list:
+    """Atomic checkpoints with an integrity sidecar; under SLURM, no Lightning requeue.
 
-    Requeueing is the launcher's job (submitit, or slurm/array.sbatch's trap); the requeued job
-    resumes from checkpoints/last.ckpt (resume.py). Two competing mechanisms would requeue twice.
+    AtomicCheckpointIO (checkpoint_io.py): a checkpoint is never half-written, and one that is
+    damaged later is detected before a resume. Requeueing is the launcher's job (submitit, or
+    slurm/array.sbatch's trap); the requeued job resumes from checkpoints/last.ckpt (resume.py).
+    Two competing mechanisms would requeue twice, so Lightning's own is switched off.
     """
     from lightning.pytorch.plugins.environments import SLURMEnvironment
 
-    return [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []
+    from lora_exp.checkpoint_io import AtomicCheckpointIO
+
+    slurm = [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []
+    return [AtomicCheckpointIO(), *slurm]
 
 
 def resolve_precision(precision: str) -> str:
@@ -44,39 +48,18 @@ def resolve_precision(precision: str) -> str:
     return "32-true"
 
 
-def wandb_mode(requested: str) -> str:
-    """auto -> online only with credentials, so a run never stops at a login prompt."""
-    if requested != "auto":
-        return requested
-    if os.environ.get("WANDB_API_KEY"):
-        return "online"
-    netrc = Path.home() / ".netrc"
-    if netrc.exists() and "api.wandb.ai" in netrc.read_text(errors="ignore"):
-        return "online"
-    return "offline"
-
-
 def build_loggers(cfg: DictConfig, run_dir: Path) -> list:
-    """The CSV log always (a plain-file copy of every metric), plus wandb when chosen."""
+    """The CSV log always (a plain-file copy of every metric), plus wandb when chosen and it starts
+    (wandb_start.py: the environment's WANDB_MODE respected; a failed start never fails the run)."""
     from lightning.pytorch.loggers import CSVLogger
 
     loggers = [CSVLogger(save_dir=str(run_dir), name="csv", version="")]  # run_dir/csv/metrics.csv
     if cfg.logger.name == "wandb":
-        from lightning.pytorch.loggers import WandbLogger
+        from lora_exp.wandb_start import start_wandb
 
-        mode = wandb_mode(cfg.logger.mode)
-        os.environ["WANDB_MODE"] = mode  # never prompt for a login
-        loggers.append(
-            WandbLogger(
-                project=cfg.logger.project,
-                entity=cfg.logger.entity,
-                group=cfg.logger.group,
-                tags=redact(list(cfg.logger.tags)),
-                save_dir=str(run_dir),
-                offline=(mode == "offline"),
-                job_type=cfg.method.name,
-            )
-        )
+        wandb_logger = start_wandb(cfg, run_dir)
+        if wandb_logger is not None:
+            loggers.append(wandb_logger)
     return loggers
 
 
@@ -251,7 +234,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, precision: str, loggers, callb
         callbacks=callbacks,
         default_root_dir=str(run_dir),
         enable_model_summary=False,
-        plugins=slurm_plugins(),
+        plugins=trainer_plugins(),
         **layout,
     )
 

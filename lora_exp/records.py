@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import platform
 import re
@@ -106,6 +107,9 @@ def write_json_atomic(path: str | Path, data: dict) -> None:
     text = json.dumps(redact(data), indent=2, sort_keys=True, default=str) + "\n"
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        # mkstemp creates 0600; a record is read by report tools and colleagues like every other
+        # file of the run, so it gets what open() would give: 0666 minus the umask (0644).
+        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
             handle.flush()
@@ -114,6 +118,33 @@ def write_json_atomic(path: str | Path, data: dict) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def current_umask() -> int:
+    """The process's umask (Python has no getter: set and restore it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def set_aside(path: str | Path, what: str) -> Path:
+    """Rename an unreadable file to `<name>.corrupt-<UTC stamp>` beside it, with one warning line.
+
+    Kept, not deleted: the user may want to inspect or salvage it, and nothing reads it again.
+
+    Args:
+        path: the unreadable file.
+        what: why it is set aside, for the warning (e.g. "not valid JSON").
+
+    Returns:
+        The new path.
+    """
+    path = Path(path)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    aside = path.with_name(f"{path.name}.corrupt-{stamp}")
+    os.replace(path, aside)
+    logging.getLogger("lora_exp").warning("%s is unreadable (%s): moved to %s", path, what, aside)
+    return aside
 
 
 def load_record(path: str | Path) -> dict:

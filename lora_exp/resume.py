@@ -9,6 +9,8 @@ the same cell:
 * not finished, with `checkpoints/last.ckpt` -> training resumes from that checkpoint. The own run
   directory comes first: a SLURM job requeued after a time limit or preemption keeps its directory
   (submitit re-runs the same job), so this is the one resume mechanism, for crashes and requeues.
+  A checkpoint that fails its integrity check (checkpoint_io.py) is moved aside, never resumed;
+  `force=true` never resumes (train.py).
 
 Checkpoints are written at the end of every epoch; together with the epoch-seeded sampler and the
 saved RNG state, a resumed run ends with the same metrics as an uninterrupted one (CPU, fixed seed).
@@ -17,6 +19,7 @@ saved RNG state, a resumed run ends with the same metrics as an uninterrupted on
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 RECORD_NAME = "record.json"
@@ -62,10 +65,15 @@ def find_success(roots: list[Path], cell: str, own: Path | None = None) -> Path 
 
 
 def find_resume_checkpoint(run_dir: Path, roots: list[Path], cell: str) -> Path | None:
-    """The checkpoint to resume `cell` from: the own run directory's, else the newest elsewhere."""
+    """The checkpoint to resume `cell` from: the own run directory's, else the newest elsewhere.
+
+    Every candidate is checked first (checkpoint_io.problem_with): one that cannot be read is moved
+    aside with one warning line and the next candidate is tried, so a truncated `last.ckpt` costs
+    the epochs since the previous good checkpoint (or a restart from scratch), never the run.
+    Another directory's checkpoint is skipped while a process still holds that directory's lock
+    (a `force=true` run writing it right now).
+    """
     own = run_dir / LAST_CHECKPOINT
-    if own.exists():
-        return own
     candidates = []
     for root in roots:
         for path, record in _records(root):
@@ -74,6 +82,32 @@ def find_resume_checkpoint(run_dir: Path, roots: list[Path], cell: str) -> Path 
                 record.get("config_hash") == cell
                 and record.get("status") != "success"
                 and last.exists()
+                and last.resolve() != own.resolve()
+                and not _held_by_another_process(path.parent)
             ):
                 candidates.append(last)
-    return max(candidates, key=lambda p: p.stat().st_mtime) if candidates else None
+    candidates.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+    for candidate in [own, *candidates] if own.exists() else candidates:
+        if _usable(candidate):
+            return candidate
+    return None
+
+
+def _held_by_another_process(run_dir: Path) -> bool:
+    from lora_exp.run_lock import RUN_LOCK, is_stale, read_owner
+
+    owner = read_owner(run_dir / RUN_LOCK)
+    return owner is not None and owner.get("pid") != os.getpid() and not is_stale(owner)
+
+
+def _usable(checkpoint: Path) -> bool:
+    """Whether `checkpoint` is intact; if not, it is moved aside (and its sidecar removed)."""
+    from lora_exp.checkpoint_io import problem_with, sidecar
+    from lora_exp.records import set_aside
+
+    problem = problem_with(checkpoint)
+    if problem is None:
+        return True
+    set_aside(checkpoint, f"{problem}; not resuming from it")
+    sidecar(checkpoint).unlink(missing_ok=True)  # it describes the file that was meant to be there
+    return False

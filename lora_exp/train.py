@@ -2,12 +2,19 @@
 
 `run.py` calls `main(cfg)`. The record (see `records.py`) is written when the run starts
 (status "running"), and rewritten atomically when it ends: "success", "failed" (with the error) or
-"interrupted". Nothing heavy is imported until the config has been validated, so bad input fails
-within seconds.
+"interrupted". Nothing heavy is imported until the config has been validated and the data checked,
+so bad input fails within seconds.
+
+Order of a training run: validate the config -> check the data (tasks/preflight.py) -> lock the
+run directory and the configuration (run_lock.py) -> skip if the cell already succeeded -> find
+an intact checkpoint to resume from, unless force=true (resume.py, checkpoint_io.py) -> record
+"running" -> check the model fits the device (memory_check.py) -> fit and test -> final record
+-> release the locks. Signals and exit statuses: interrupts.py and cli.py.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -16,19 +23,22 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from lora_exp import checks
+from lora_exp import checks, run_lock
 from lora_exp.distributed import check_layout, is_global_zero, layout
 from lora_exp.errors import UserError
+from lora_exp.interrupts import interruption
+from lora_exp.memory_check import check_memory
 from lora_exp.records import (
     SCHEMA_VERSION,
     config_hash,
     environment,
     load_record,
     redact,
+    set_aside,
     utc_now,
     write_json_atomic,
 )
-from lora_exp.resume import find_resume_checkpoint, find_success
+from lora_exp.resume import LAST_CHECKPOINT, find_resume_checkpoint, find_success
 
 log = logging.getLogger("lora_exp")
 RECORD_NAME = "record.json"
@@ -82,12 +92,17 @@ def scrub_hydra_dumps(run_dir: Path) -> None:
 
 
 def check_run_dir_is_ours(record_path: Path, cell: str) -> None:
-    """Refuse to overwrite another configuration's record in the same directory."""
+    """Refuse to overwrite another configuration's record in the same directory.
+
+    A record that cannot be parsed (a disk that filled up, an editor accident) is moved aside
+    with one warning line rather than silently replaced: it may be the only copy of a result.
+    """
     if not record_path.exists():
         return
     try:
         other = json.loads(record_path.read_text()).get("config_hash")
-    except (OSError, json.JSONDecodeError):
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as err:
+        set_aside(record_path, f"not a JSON record: {type(err).__name__}")
         return
     if other != cell:
         raise UserError(
@@ -153,6 +168,21 @@ def main(cfg: DictConfig) -> dict:
         from lora_exp.dry_run import dry_run
 
         return dry_run(cfg, record, record_path, start)
+    from lora_exp.tasks.preflight import preflight
+
+    preflight(cfg)  # data reachable and init checkpoint present: fail in ms, before heavy imports
+    # The locks come before the skip check: a run of this cell that finishes while we wait is
+    # then seen as done, never trained a second time (run_lock.py). force=true asks for another
+    # run of the cell on purpose, so it locks only its directory.
+    lock = run_lock.hold(run_dir, Path(str(cfg.records_root)), record["config_hash"], not cfg.force)
+    with lock if writer else contextlib.nullcontext():
+        return run_locked(cfg, record, record_path, start)
+
+
+def run_locked(cfg: DictConfig, record: dict, record_path: Path, start: float) -> dict:
+    """Skip a finished cell, or train it (resuming where possible); the record on every path."""
+    writer = is_global_zero()
+    run_dir = record_path.parent
     roots = [Path(cfg.records_root), run_dir]
     done = None if cfg.force else find_success(roots, record["config_hash"], own=record_path)
     if done is not None:
@@ -163,23 +193,26 @@ def main(cfg: DictConfig) -> dict:
             # A cell shared between sweeps: this sweep's directory still gets its record.
             write_json_atomic(record_path, {**finished, "reused_from": str(done)})
         return finished
-    from lora_exp.tasks.preflight import preflight
-
-    preflight(cfg)  # data reachable and init checkpoint present: fail in ms, before heavy imports
     check_run_dir_is_ours(record_path, record["config_hash"])
-    resume_from = find_resume_checkpoint(run_dir, roots, record["config_hash"])
+    # force=true trains from the start: resuming would keep what it asks to redo.
+    resume_from = (
+        None if cfg.force else find_resume_checkpoint(run_dir, roots, record["config_hash"])
+    )
     if resume_from is not None:
         log.info("resuming from %s", resume_from)
         record["resumed_from"] = str(resume_from)
     if writer:
         write_json_atomic(record_path, record)
     try:
+        if writer:  # rank 0, before it starts the others: they would see its memory as used
+            check_memory(cfg)  # a model that cannot fit fails here, before anything is allocated
         from lora_exp.fit import fit_and_test
 
-        fit_and_test(cfg, record, run_dir, overrides, resume_from)
+        fit_and_test(cfg, record, run_dir, record["overrides"], resume_from)
         record["status"] = "success"
     except (KeyboardInterrupt, SystemExit) as exc:
-        record.update(status="interrupted", error=f"{type(exc).__name__}: {exc}")
+        stop = interruption(exc) or exc  # the signal, not Lightning's sys.exit(1) after it
+        record.update(status="interrupted", error=f"{type(stop).__name__}: {stop}")
         raise
     except BaseException as exc:
         record.update(status="failed", error=f"{type(exc).__name__}: {exc}")
@@ -192,4 +225,8 @@ def main(cfg: DictConfig) -> dict:
             record["environment"] = environment()
         if writer:
             write_json_atomic(record_path, record)
+    if writer:
+        from lora_exp.checkpoint_io import discard
+
+        discard(run_dir / LAST_CHECKPOINT)  # finished: nothing to resume, no sidecar left over
     return record

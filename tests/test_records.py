@@ -78,3 +78,32 @@ def test_cell_hash_ignores_logging_but_not_results():
     assert config_hash(base) != config_hash({**base, "seed": 1})
     # batch_size is the global batch: the device layout is not the cell (lora_exp/distributed.py)
     assert config_hash(base) == config_hash({**base, "trainer": {"devices": 2, "strategy": "ddp"}})
+
+
+def test_record_gets_the_permissions_of_the_other_run_files(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = tmp_path / "record.json"
+        write_json_atomic(path, {"schema_version": SCHEMA_VERSION})
+        (tmp_path / "run.log").write_text("")
+        assert oct(path.stat().st_mode & 0o777) == "0o644"
+        assert path.stat().st_mode & 0o777 == (tmp_path / "run.log").stat().st_mode & 0o777
+        os.umask(0o077)
+        write_json_atomic(path, {"schema_version": SCHEMA_VERSION})
+        assert oct(path.stat().st_mode & 0o777) == "0o600"  # a private umask stays private
+    finally:
+        os.umask(old)
+
+
+def test_a_corrupt_record_in_the_run_dir_is_kept_aside_with_one_warning(tmp_path, caplog):
+    from lora_exp.train import check_run_dir_is_ours
+
+    path = tmp_path / "record.json"
+    path.write_text('{"status": "succ')  # cut off mid-write by a full disk
+    with caplog.at_level("WARNING", logger="lora_exp"):
+        check_run_dir_is_ours(path, "abc")
+    aside = list(tmp_path.glob("record.json.corrupt-*"))
+    assert len(aside) == 1 and aside[0].read_text() == '{"status": "succ'
+    assert not path.exists()
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and str(aside[0]) in warnings[0] and str(path) in warnings[0]

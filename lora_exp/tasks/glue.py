@@ -32,8 +32,10 @@ is imported) decides in milliseconds and fails with one message naming the files
 
 from __future__ import annotations
 
+import codecs
 import csv
 import functools
+import io
 import logging
 import math
 import os
@@ -173,9 +175,13 @@ def check_source(task_cfg: DictConfig) -> None:
     """
     if task_cfg.get("data_dir"):
         local = find_local_files(task_cfg)
-        if local.layout == "glue_tsv" and task_cfg.glue_files.header:
+        if local.layout == "glue_tsv":
+            # Every row, decoded and labelled, before Lightning and torch are imported: a bad
+            # byte or label on the last line of MNLI's train.tsv fails in about a second, not
+            # after ten of imports. The loader reads the files again (plain Python, no cache).
             for files in local.files.values():
-                _tsv_positions(files[0], task_cfg)
+                columns = read_glue_tsv(files[0], task_cfg)
+                _check_columns(columns, task_cfg, str(files[0]))
         return
     if not hub_reachable() and not _hub_cache_has(task_cfg):
         raise UserError(how_to_supply(task_cfg, _offline_reason(task_cfg)))
@@ -191,14 +197,58 @@ def _offline_reason(task_cfg: DictConfig) -> str:
 # --- reading and checking -----------------------------------------------------------------------
 
 
+def _decode(data: bytes, path: Path) -> str:
+    """UTF-8 text of a GLUE file (MRPC's byte-order mark dropped), or a `UserError` naming the
+    line, the byte and what was expected, instead of a `UnicodeDecodeError` traceback."""
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8) :]
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise UserError(_encoding_problem(data, err, path)) from None
+
+
+def _encoding_problem(data: bytes, err: UnicodeDecodeError, path: Path) -> str:
+    expected = "expected UTF-8 text, as in the GLUE distribution"
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or b"\x00" in data[:200]:
+        return (
+            f"{path}, line 1: the file is UTF-16 (a byte-order mark or NUL bytes), {expected}; "
+            f"convert it: iconv -f UTF-16 -t UTF-8 {path} > {path.stem}.utf8{path.suffix}"
+        )
+    line = data.count(b"\n", 0, err.start) + 1
+    column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
+    return (
+        f"{path}, line {line}, column {column}: byte 0x{data[err.start]:02x} is not UTF-8, "
+        f"{expected} (this byte is common in Latin-1 or Windows-1252 files); re-encode the "
+        f"file: iconv -f LATIN1 -t UTF-8 {path} > {path.stem}.utf8{path.suffix}"
+    )
+
+
+def _tsv_rows(text: str, path: Path):
+    """(line number, fields) of every row: universal newlines and QUOTE_NONE, exactly as the
+    hub's GLUE builder reads these files; a row the csv module rejects names its line."""
+    reader = csv.reader(io.StringIO(text, newline=None), delimiter="\t", quoting=csv.QUOTE_NONE)
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as err:
+            raise UserError(
+                f"{path}, line {reader.line_num}: {err}; expected tab-separated text"
+            ) from None
+        yield reader.line_num, row
+
+
 def _tsv_positions(path: Path, task_cfg: DictConfig) -> dict[str, int]:
     """Column index of every text field and of the label in one GLUE TSV file."""
     spec = task_cfg.glue_files
     wanted = {**dict(spec.columns), "label": spec.label}
     if not spec.header:  # CoLA train/dev: positions given in the task config
         return {field: int(col) for field, col in wanted.items()}
-    with open(path, encoding="utf-8-sig") as handle:  # MRPC's files start with a byte-order mark
-        header = next(csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE), None)
+    with open(path, "rb") as handle:
+        first_line = handle.readline()
+    _, header = next(_tsv_rows(_decode(first_line, path), path), (1, None))
     if not header:
         raise UserError(f"{path} is empty (expected a header line and {task_cfg.name} rows)")
     absent = [str(col) for col in wanted.values() if col not in header]
@@ -217,18 +267,16 @@ def read_glue_tsv(path: Path, task_cfg: DictConfig) -> dict[str, list]:
     needed = max(positions.values()) + 1
     columns: dict[str, list] = {field: [] for field in positions}
     lines, dropped = [], 0
-    # Universal newlines and QUOTE_NONE, exactly as the hub's GLUE builder opens these files.
-    with open(path, encoding="utf-8-sig") as handle:
-        reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
-        if task_cfg.glue_files.header:
-            next(reader, None)
-        for row in reader:
-            if len(row) < needed or row[positions["label"]] == "":
-                dropped += 1  # the builder's "corrupted rows" filter
-                continue
-            for field, index in positions.items():
-                columns[field].append(row[index])
-            lines.append(reader.line_num)
+    reader = _tsv_rows(_decode(path.read_bytes(), path), path)
+    if task_cfg.glue_files.header:
+        next(reader, None)
+    for line_num, row in reader:
+        if len(row) < needed or row[positions["label"]] == "":
+            dropped += 1  # the builder's "corrupted rows" filter
+            continue
+        for field, index in positions.items():
+            columns[field].append(row[index])
+        lines.append(line_num)
     if dropped:
         log.warning(
             "%s: dropped %d incomplete row(s), as the hub's GLUE builder does", path, dropped
@@ -294,18 +342,24 @@ def _label_ids(raw: list, where: list[str], task_cfg: DictConfig) -> list:
     return out
 
 
-def _to_dataset(columns: dict[str, list], task_cfg: DictConfig, source: str):
-    """Check and convert read columns into the common Dataset (same features in every layout)."""
-    from datasets import ClassLabel, Dataset, Features, Value
-
-    where = columns.pop("_where")
+def _check_columns(columns: dict[str, list], task_cfg: DictConfig, source: str) -> list:
+    """Raise `UserError` naming the first bad example; return the label ids."""
+    where = columns["_where"]
     if not where:
         raise UserError(f"{source}: the split is empty (no {task_cfg.name} examples)")
     for field in task_cfg.text_fields:
         for value, at in zip(columns[field], where, strict=True):
             if not isinstance(value, str):
                 raise UserError(f"{at}: text field '{field}' is {value!r}, not a string")
-    labels = _label_ids(columns["label"], where, task_cfg)
+    return _label_ids(columns["label"], where, task_cfg)
+
+
+def _to_dataset(columns: dict[str, list], task_cfg: DictConfig, source: str):
+    """Check and convert read columns into the common Dataset (same features in every layout)."""
+    from datasets import ClassLabel, Dataset, Features, Value
+
+    labels = _check_columns(columns, task_cfg, source)
+    columns.pop("_where")
     if task_cfg.problem == "regression":
         label_feature = Value("float32")
     else:

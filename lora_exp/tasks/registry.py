@@ -29,6 +29,10 @@ def load_splits(task_cfg: DictConfig):
         raise UserError(
             f"task {task_cfg.name}: unknown loader '{task_cfg.loader}'; known: {', '.join(LOADERS)}"
         )
+    import datasets
+
+    # One bar per tokenising `map`, per split, in run.log and the Slurm output: noise, not news.
+    datasets.disable_progress_bars()
     splits = LOADERS[task_cfg.loader](task_cfg)
     missing = {"train", "validation", "test"} - set(splits)
     if missing:
