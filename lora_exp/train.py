@@ -27,6 +27,7 @@ from lora_exp import checks, run_lock
 from lora_exp.distributed import check_layout, is_global_zero, layout
 from lora_exp.errors import UserError
 from lora_exp.interrupts import interruption
+from lora_exp.measure.clock import process_age_s
 from lora_exp.memory_check import check_memory
 from lora_exp.records import (
     SCHEMA_VERSION,
@@ -149,8 +150,6 @@ def new_record(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
 
 def main(cfg: DictConfig) -> dict:
     """Run one configuration end to end and return its record."""
-    from lora_exp.measure.clock import process_age_s
-
     imports_s = process_age_s()  # interpreter, Hydra and composition, before this line
     start = time.time()
     run_dir, overrides = run_dir_and_overrides(cfg)
