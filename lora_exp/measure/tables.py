@@ -175,12 +175,11 @@ def efficiency_markdown(result: dict, config: dict) -> str:
         + "; `-graphed`: the whole step (forward, backward, AdamW) captured once and replayed as "
         "one CUDA graph (engine.step.TrainStep; its peak memory is taken over the warm-up "
         "steps and the capture, since a replay allocates nothing); `-compiled-graphed`: the "
-        "compiled step captured the same way. The framework trains eagerly by default: eager "
-        "takes any batch shape and is what the tests hold to the reference formulas bit for "
-        "bit, where Inductor's fused kernels round differently; `trainer.compile=blocks` turns "
-        "on the regional compile. Whole-step capture stays a benchmark mode: it needs every "
-        "batch at one fixed shape. See results/efficiency/targets.md for which mode is fastest "
-        "where.",
+        "compiled step captured the same way. These are the training run's own step "
+        "(`trainer.step`): `python run.py` on one GPU replays it as CUDA graphs by default "
+        "(`graphed`, with batches padded to a few length buckets), eager on CPU and under "
+        "DDP/FSDP; results/training_path measures the whole run. See "
+        "results/efficiency/targets.md for which mode is fastest where.",
         *EFFICIENCY_REFERENCE,
     ]
     if result.get("matmul_tflops"):
