@@ -194,12 +194,13 @@ def markdown(rows: list[dict]) -> str:
         lines.append(
             "| " + " | ".join("" if row[c] is None else str(row[c]) for c in COLUMNS) + " |"
         )
-    by = {(r["model"], r["seq_len"], r["method"], r["impl"], r["default"]): r for r in rows}
+    gpu = [r for r in rows if not str(r["device"]).startswith("cpu")]
+    by = {(r["model"], r["seq_len"], r["method"], r["impl"], r["default"]): r for r in gpu}
     notes = ["", "Targets (ratios within this run):", ""]
-    default = next((r for r in rows if r["model"] == "minilm" and r["default"]), None)
-    eager = next((r for r in rows if r["model"] == "minilm" and r["mode"] == "eager"
+    default = next((r for r in gpu if r["model"] == "minilm" and r["default"]), None)
+    eager = next((r for r in gpu if r["model"] == "minilm" and r["mode"] == "eager"
                   and not r["default"]), None)  # fmt: skip
-    peer = next((r for r in rows if r["impl"] == "hf_trainer_peft"), None)
+    peer = next((r for r in gpu if r["impl"] == "hf_trainer_peft"), None)
     if default and peer:
         notes.append(f"- MiniLM default ({default['mode']}) training vs HF Trainer + PEFT: "
                      f"{ratio(peer['train_s'], default['train_s'])} faster (target >= 5x); whole "
@@ -226,7 +227,8 @@ def seeds_markdown(rows: list[dict], seed_rows: list[dict]) -> str | None:
     """Test accuracy of the default (captured) run and the eager one over seeds 0, 1, 2."""
     import statistics
 
-    minilm = [r for r in rows + seed_rows if r["model"] == "minilm" and r["impl"] == "lora_exp"]
+    minilm = [r for r in rows + seed_rows if r["model"] == "minilm" and r["impl"] == "lora_exp"
+              and not str(r["device"]).startswith("cpu")]  # fmt: skip
     by_mode = {
         "default": [r for r in minilm if r["default"]],
         "eager": [r for r in minilm if not r["default"] and r["mode"] == "eager"],
