@@ -164,6 +164,8 @@ def load_tokenizer(model_cfg: DictConfig):
 
     if model_cfg.tokenizer == "minilm_package":
         source = str(minilm_package_path())
+    elif Path(str(model_cfg.tokenizer)).expanduser().is_dir():  # a saved tokenizer, offline
+        source = str(Path(str(model_cfg.tokenizer)).expanduser())
     else:
         source = weights_source(model_cfg)
         if source is None:

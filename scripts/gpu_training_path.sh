@@ -21,7 +21,7 @@ for stage in "$@"; do
   [ "$LEFT" -gt 20 ] || { echo "no time left for $stage" | tee -a "$OUT/skipped.txt"; continue; }
   case $stage in
     minilm|scaling)
-      timeout "$LEFT" $BENCH "$stage" 2>&1 | tee "$OUT/$stage.log" ;;
+      timeout "$LEFT" $BENCH "$stage" ${MODELS:+--models $MODELS} 2>&1 | tee "$OUT/$stage.log" ;;
     checks+seeds)
       timeout "$LEFT" $BENCH seeds > "$OUT/seeds.log" 2>&1 &
       timeout "$LEFT" python3 -m pytest -p no:cacheprovider -q -s -m gpu \

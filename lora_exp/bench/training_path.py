@@ -66,15 +66,22 @@ def seed_runs(weights: str | None) -> list[tuple[str, list[str]]]:
     return runs
 
 
-def scaling_runs() -> list[tuple[str, list[str]]]:
-    """LoRA r=8 on q,v against full fine-tuning, roberta-large and gpt2-medium, 128 and 512."""
+def scaling_runs(tokenizer: str | None, models=("roberta-large", "gpt2-medium")):
+    """LoRA r=8 on q,v against full fine-tuning, roberta-large and gpt2-medium, 128 and 512.
+
+    Args:
+        tokenizer: a saved tokenizer directory (MiniLM's WordPiece; the ids only need to be in
+            the vocabulary), or None for the MiniLM package's.
+    """
     runs = []
-    for model in ("roberta-large", "gpt2-medium"):
+    for model in models:
         for seq in (128, 512):
             for method in ("lora", "full_ft"):
                 overrides = [f"model={model}", f"method={method}", f"task.max_seq_len={seq}",
                              "budget=full", "epochs=1", "batch_size=32", "rank=8", "alpha=16",
                              *(f"{k}={v}" for k, v in SCALING.items()), *QUIET]  # fmt: skip
+                if tokenizer:
+                    overrides.append(f"model.tokenizer={tokenizer}")
                 runs.append((f"{model}_{seq}_{method}", overrides))
     return runs
 
@@ -102,10 +109,11 @@ def run_one(name: str, command: list[str], scratch: Path, out: Path, timeout: in
     return {"returncode": status, "wall_s": wall}
 
 
-def run_stage(stage: str, out: Path, scratch: Path, weights: str | None, timeout: int) -> None:
+def run_stage(stage: str, out: Path, scratch: Path, weights: str | None, timeout: int,
+              models=("roberta-large", "gpt2-medium")) -> None:  # fmt: skip
     """Run a stage's processes one after another (`seeds`: all at once, for accuracy only)."""
     python = sys.executable
-    runs = {"minilm": minilm_runs(weights), "scaling": scaling_runs(),
+    runs = {"minilm": minilm_runs(weights), "scaling": scaling_runs(weights, models),
             "seeds": seed_runs(weights)}.get(stage)  # fmt: skip
     if runs is None:
         raise UserError(f"unknown stage '{stage}': minilm, scaling or seeds")
@@ -269,12 +277,14 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--scratch", type=Path, default=Path("/tmp/lora_exp_training_path"))
     run.add_argument("--weights", default=None, help="a local MiniLM directory (offline GPU)")
     run.add_argument("--timeout", type=int, default=300, help="seconds per process")
+    run.add_argument("--models", nargs="+", default=["roberta-large", "gpt2-medium"],
+                     help="scaling: which large models")  # fmt: skip
     table = sub.add_parser("table", help="rebuild table.csv and table.md from out/runs")
     table.add_argument("--out", type=Path, default=ROOT / "results" / "training_path")
     args = parser.parse_args(argv)
     try:
         if args.command == "run":
-            run_stage(args.stage, args.out, args.scratch, args.weights, args.timeout)
+            run_stage(args.stage, args.out, args.scratch, args.weights, args.timeout, args.models)
         write_table(args.out)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
