@@ -198,6 +198,12 @@ def record_measurements(record: dict, measurements, best, trainer) -> None:
         logger.log_metrics(numeric, step=trainer.global_step)
 
 
+def add_import_time(record: dict, seconds: float) -> None:
+    """The heavy libraries, imported when the run needs them, count as timing/imports too."""
+    timing = record.setdefault("timing", {})
+    timing["timing/imports"] = round(timing.get("timing/imports", 0.0) + seconds, 3)
+
+
 def record_timings(record: dict, data_timings: dict, model_load_s: float, phases, measurements,
                    module) -> None:  # fmt: skip
     """The phase times (`measure/phases.py`) into `record["timing"]`, beside timing/imports."""
@@ -261,6 +267,7 @@ def fit_and_test(
         from lora_exp.fit_generation import fit_and_test_generation
 
         return fit_and_test_generation(cfg, record, run_dir, overrides, resume_from)
+    importing = time.perf_counter()
     import lightning as L
 
     from lora_exp.distributed import build_strategy, resume_agreement, shards_parameters
@@ -270,6 +277,7 @@ def fit_and_test(
     from lora_exp.module import ClassificationModule
     from lora_exp.tasks.datamodule import TaskDataModule
 
+    add_import_time(record, time.perf_counter() - importing)  # torch, transformers, Lightning
     quiet_library_logging()
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     record["environment"] = environment()

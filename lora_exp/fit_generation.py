@@ -95,9 +95,11 @@ def fit_and_test_generation(
     resume_from: Path | None = None,
 ) -> None:
     """Train, keep the epoch with the lowest val/loss, generate and score the test MRs."""
+    importing = time.perf_counter()
     import lightning as L
 
     from lora_exp.fit import (
+        add_import_time,
         build_loggers,
         build_trainer,
         checkpoint_callbacks,
@@ -117,6 +119,7 @@ def fit_and_test_generation(
     from lora_exp.models import get_family
     from lora_exp.tasks.lm_data import GenerationDataModule, eos_id
 
+    add_import_time(record, time.perf_counter() - importing)
     quiet_library_logging()
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     record["environment"] = environment()

@@ -203,9 +203,17 @@ def run_locked(cfg: DictConfig, record: dict, record_path: Path, start: float) -
     if writer:
         write_json_atomic(record_path, record)
     try:
+        from lora_exp.fit import add_import_time, fit_and_test
+
+        importing = time.perf_counter()
+        import lightning  # noqa: F401  (the libraries every training run needs, timed as imports)
+        import transformers  # noqa: F401
+
+        add_import_time(record, time.perf_counter() - importing)
         if writer:  # rank 0, before it starts the others: they would see its memory as used
+            checking = time.perf_counter()
             check_memory(cfg)  # a model that cannot fit fails here, before anything is allocated
-        from lora_exp.fit import fit_and_test
+            record["timing"]["timing/memory_check"] = round(time.perf_counter() - checking, 3)
 
         fit_and_test(cfg, record, run_dir, record["overrides"], resume_from)
         record["status"] = "success"
@@ -220,6 +228,9 @@ def run_locked(cfg: DictConfig, record: dict, record_path: Path, start: float) -
         record["finished_at"] = utc_now()
         record["wall_time_s"] = round(time.time() - start, 2)
         record["timing"]["timing/total"] = round(process_age_s(), 3)
+        named = sum(v for k, v in record["timing"].items() if k != "timing/total")
+        # Lightning's setup, moving the model to the device, loggers, writing records.
+        record["timing"]["timing/other"] = round(max(0.0, record["timing"]["timing/total"] - named), 3)
         if record["environment"] is None:
             record["environment"] = environment()
         if writer:

@@ -206,8 +206,8 @@ def markdown(rows: list[dict]) -> str:
     by = {(r["model"], r["seq_len"], r["method"], r["impl"], r["default"]): r for r in gpu}
     notes = ["", "Targets (ratios within this run):", ""]
     default = next((r for r in gpu if r["model"] == "minilm" and r["default"]), None)
-    eager = next((r for r in gpu if r["model"] == "minilm" and r["mode"] == "eager"
-                  and not r["default"]), None)  # fmt: skip
+    eager = next((r for r in gpu if r["model"] == "minilm" and r["impl"] == "lora_exp"
+                  and r["mode"] == "eager" and not r["default"]), None)  # fmt: skip
     peer = next((r for r in gpu if r["impl"] == "hf_trainer_peft"), None)
     if default and peer:
         notes.append(f"- MiniLM default ({default['mode']}) training vs HF Trainer + PEFT: "

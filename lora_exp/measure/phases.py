@@ -1,6 +1,8 @@
 """Where a run's wall time goes: one number per phase, in the record as `timing/<phase>`.
 
-    timing/imports      process start to `train.main` (interpreter, Hydra, config composition)
+    timing/imports      process start to `train.main` (interpreter, Hydra, config composition),
+                        plus torch, transformers and Lightning, imported when training starts
+    timing/memory_check estimating the run's memory before allocating (memory_check.py)
     timing/data_load    reading the task's splits, subsampling, fingerprinting
     timing/tokenize     tokenising every split (near 0 when the tokenised splits were cached)
     timing/model_load   building the backbone, loading weights, applying the method
@@ -11,6 +13,8 @@
     timing/test         the test pass(es) and the final latency measurement
     timing/checkpoint   writing checkpoints
     timing/total        process start to the end of the run
+    timing/other        total minus the phases above: Lightning's setup, moving the model to the
+                        device (CUDA initialisation), loggers, the environment, writing records
 
 The GPU is synchronised only where a phase starts or ends, never per step.
 """
