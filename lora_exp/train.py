@@ -228,9 +228,10 @@ def run_locked(cfg: DictConfig, record: dict, record_path: Path, start: float) -
         record["finished_at"] = utc_now()
         record["wall_time_s"] = round(time.time() - start, 2)
         record["timing"]["timing/total"] = round(process_age_s(), 3)
-        named = sum(v for k, v in record["timing"].items() if k != "timing/total")
+        timing = record["timing"]
+        named = sum(v for k, v in timing.items() if k != "timing/total")
         # Lightning's setup, moving the model to the device, loggers, writing records.
-        record["timing"]["timing/other"] = round(max(0.0, record["timing"]["timing/total"] - named), 3)
+        timing["timing/other"] = round(max(0.0, timing["timing/total"] - named), 3)
         if record["environment"] is None:
             record["environment"] = environment()
         if writer:
