@@ -62,7 +62,7 @@ def test_table_rows_phases_and_target_ratios(tmp_path):
     assert default["eval_s"] == 1.0 and default["wall_s"] == 30.0
     text = (tmp_path / "table.md").read_text()
     assert "training vs HF Trainer + PEFT: 6.00x faster" in text  # 72 / 12
-    assert "whole process 0.30x of the peer's" in text  # 30 / 100
+    assert "whole process 0.300x of the peer's" in text  # 30 / 100
     assert "vs trainer.step=eager: 5.25x faster" in text  # (60 + 1 + 2 + 0) / 12
     assert not (tmp_path / "seeds.md").exists()  # seeds 1 and 2 have not run
 

@@ -159,13 +159,18 @@ def lora_exp_row(name: str, record: dict, process: dict) -> dict:
         "wall_s": round(process["wall_s"], 2),
         "tokens_per_s": measured.get("throughput/tokens_per_s"),
         "peak_mem_bytes": measured.get("memory/peak_bytes"),
-        "test_acc": (record.get("test") or {}).get("test/acc"),
+        "test_acc": _round((record.get("test") or {}).get("test/acc"), 4),
         "device": record.get("environment", {}).get("device"),
     }
 
 
+def _round(value, digits: int):
+    return None if value is None else round(float(value), digits)
+
+
 def peer_row(result: dict, process: dict) -> dict:
     row = {key: result.get(key) for key in COLUMNS}
+    row["test_acc"] = _round(row.get("test_acc"), 4)
     row["wall_s"] = round(process["wall_s"], 2)  # measured from outside, like the lora_exp rows
     return row
 
@@ -189,22 +194,30 @@ def collect(out: Path, seeds: bool = False) -> list[dict]:
     return rows
 
 
-def ratio(numerator, denominator) -> str:
+def ratio(numerator, denominator, digits: int = 2) -> str:
     if not numerator or not denominator:
         return "n/a"
-    return f"{numerator / denominator:.2f}x"
+    return f"{numerator / denominator:.{digits}f}x"
 
 
 def markdown(rows: list[dict]) -> str:
     """The table and the issue's targets, as ratios within this one set of runs."""
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines = [
+        "### training_path: what `python run.py` costs, against HF Trainer + PEFT (issue 16)",
+        "",
+        "| " + " | ".join(COLUMNS) + " |",
+        "|" + "---|" * len(COLUMNS),
+    ]
     for row in rows:
         lines.append(
             "| " + " | ".join("" if row[c] is None else str(row[c]) for c in COLUMNS) + " |"
         )
     gpu = [r for r in rows if not str(r["device"]).startswith("cpu")]
     by = {(r["model"], r["seq_len"], r["method"], r["impl"], r["default"]): r for r in gpu}
-    notes = ["", "Targets (ratios within this run):", ""]
+    notes = ["", "MiniLM rows on the GPU: `budget=full` (29,793 tweets, 3 epochs); the CPU row: "
+             "`python run.py` as the Quick start runs it (quick budget: 4,000 tweets, 2 epochs). "
+             "train_s = training + capture + validation; see results/training_path/README.md.",
+             "", "Targets (ratios within this run):", ""]  # fmt: skip
     default = next((r for r in gpu if r["model"] == "minilm" and r["default"]), None)
     eager = next((r for r in gpu if r["model"] == "minilm" and r["impl"] == "lora_exp"
                   and r["mode"] == "eager" and not r["default"]), None)  # fmt: skip
@@ -212,12 +225,13 @@ def markdown(rows: list[dict]) -> str:
     if default and peer:
         notes.append(f"- MiniLM default ({default['mode']}) training vs HF Trainer + PEFT: "
                      f"{ratio(peer['train_s'], default['train_s'])} faster (target >= 5x); whole "
-                     f"process {ratio(default['wall_s'], peer['wall_s'])} of the peer's "
+                     f"process {ratio(default['wall_s'], peer['wall_s'], 3)} of the peer's "
                      "(target <= 0.4x)")  # fmt: skip
     if default and eager:
         notes.append(f"- MiniLM default training vs trainer.step=eager: "
                      f"{ratio(eager['train_s'], default['train_s'])} faster (target >= 5x); "
-                     f"test acc {default['test_acc']} vs {eager['test_acc']}")  # fmt: skip
+                     f"test acc {default['test_acc']} vs {eager['test_acc']} (seed 0; "
+                     "seeds.md: 3 seeds)")  # fmt: skip
     for model in ("roberta-large", "gpt2-medium"):
         for seq, target in ((128, 1.4), (512, 1.25)):
             lora = by.get((model, seq, "lora", "lora_exp", True))
