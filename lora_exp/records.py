@@ -25,6 +25,9 @@ Schema (version 1) of `record.json`:
     examples_scored  {validation, test}: examples scored in the last pass, summed over ranks
     measurements     latency/ms, throughput/tokens_per_s, memory/peak_bytes, checkpoint/saved_bytes
                      (lora_exp/measure/run_metrics.py)
+    step             {requested, mode, reason, buckets, graphs_captured, capture_s, fallback}: how
+                     the training step executed (lora_exp/engine/)
+    timing           {timing/<phase>: seconds} (lora_exp/measure/phases.py)
     table_metric     the metric of the task's column in the paper's table (CoLA mcc, STS-B pearson)
     init_from        the checkpoint the method's weights started from (MRPC/RTE/STS-B from MNLI)
     resumed_from, resumed_from_epoch   the checkpoint a resumed run continued from, its epoch
