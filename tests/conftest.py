@@ -27,6 +27,19 @@ ROOT = Path(__file__).resolve().parent.parent
 CONF = ROOT / "conf"
 
 
+# A real `python run.py` in seconds: a tiny BERT fully fine-tuned on 512 tweets for 3 epochs.
+TINY_RUN = [
+    "model=tiny-bert",
+    "method=full_ft",
+    "lr=3e-3",
+    "budget.max_train_examples=512",
+    "budget.max_eval_examples=128",
+    "epochs=3",
+    "trainer.enable_progress_bar=false",
+    "trainer.deterministic=true",
+]
+
+
 def compose(overrides: list[str] | None = None):
     """The config `python run.py <overrides>` would run (Hydra's compose API)."""
     from hydra import compose as hydra_compose
@@ -47,6 +60,19 @@ def run_cli(args: list[str], cwd: Path = ROOT, env: dict | None = None, timeout:
         text=True,
         timeout=timeout,
     )
+
+
+def kill_after_first_checkpoint(args: list[str], last_checkpoint: Path, poll: float = 0.05) -> None:
+    """Start `args`, SIGKILL it as soon as `last_checkpoint` exists (mid-training), and wait."""
+    import signal
+    import time
+
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not last_checkpoint.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(poll)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import torch
 
 from lora_exp.checkpoint_io import AtomicCheckpointIO, problem_with, save_atomic, sidecar
 from lora_exp.resume import find_resume_checkpoint
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, TINY_RUN, run_cli
 
 CELL = "abc123"
 
@@ -124,15 +124,7 @@ def test_a_sibling_held_by_a_live_process_is_not_resumed(tmp_path):
     assert find_resume_checkpoint(own, [tmp_path, own], CELL) is None
 
 
-TINY = [
-    "model=tiny-bert",
-    "method=full_ft",
-    "lr=3e-3",
-    "budget.max_train_examples=512",
-    "budget.max_eval_examples=128",
-    "epochs=3",
-    "trainer.enable_progress_bar=false",
-]
+TINY = TINY_RUN
 
 
 def _killed_after_first_checkpoint(run_dir, root):

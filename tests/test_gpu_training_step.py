@@ -12,15 +12,13 @@
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
 
-from tests.conftest import ROOT, compose
+from tests.conftest import ROOT, compose, kill_after_first_checkpoint
 
 pytestmark = [
     pytest.mark.gpu,
@@ -161,13 +159,7 @@ def test_a_killed_captured_run_resumes_and_ends_like_an_uninterrupted_one(tmp_pa
                            timeout=600)  # fmt: skip
     assert whole.returncode == 0, whole.stderr[-3000:]
     args = [*base, f"hydra.run.dir={tmp_path / 'k'}", f"records_root={tmp_path / 'r2'}"]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    last = tmp_path / "k" / "checkpoints" / "last.ckpt"
-    deadline = time.time() + 300
-    while not last.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_after_first_checkpoint(args, tmp_path / "k" / "checkpoints" / "last.ckpt")
     result = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     resumed, uninterrupted = _record(tmp_path / "k"), _record(tmp_path / "whole")

@@ -12,18 +12,9 @@ import time
 
 import pytest
 
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, TINY_RUN, run_cli
 
-TINY = [
-    "model=tiny-bert",
-    "method=full_ft",
-    "lr=3e-3",
-    "budget.max_train_examples=512",
-    "budget.max_eval_examples=128",
-    "epochs=3",
-    "trainer.enable_progress_bar=false",
-    "trainer.deterministic=true",
-]
+TINY = TINY_RUN
 
 
 # --- signals: record `interrupted`, exit 128 + N, the next submission resumes -----------------

@@ -4,25 +4,14 @@ from __future__ import annotations
 
 import csv
 import json
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, TINY_RUN, kill_after_first_checkpoint, run_cli
 
-TINY = [
-    "model=tiny-bert",
-    "method=full_ft",
-    "lr=3e-3",
-    "budget.max_train_examples=512",
-    "budget.max_eval_examples=128",
-    "epochs=3",
-    "trainer.enable_progress_bar=false",
-    "trainer.deterministic=true",
-]
+TINY = TINY_RUN
 
 
 def _record(run_dir):
@@ -109,13 +98,7 @@ def test_a_killed_run_resumes_and_ends_like_an_uninterrupted_one(finished_run, t
         f"hydra.run.dir={tmp_path / 'k'}",
         f"records_root={tmp_path}",
     ]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    last = tmp_path / "k" / "checkpoints" / "last.ckpt"
-    deadline = time.time() + 300
-    while not last.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.1)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_after_first_checkpoint(args, tmp_path / "k" / "checkpoints" / "last.ckpt")
     assert _record(tmp_path / "k")["status"] == "running"  # killed: nothing claims success
     result = subprocess.run(args, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -100,9 +100,7 @@ class TrainStep:
         self.pool = None
         self.capture_seconds = 0.0
         # Loss sums on the device: read (one synchronisation) per logging interval and per epoch.
-        self.interval_sum = torch.zeros((), device=self.device)
-        self.epoch_sum = torch.zeros((), device=self.device)
-        self.interval_steps = self.epoch_steps = 0
+        self.interval, self.epoch = LossMeter(self.device), LossMeter(self.device)
 
     # --- the step ---
     def __call__(self, batch: dict) -> None:
@@ -120,8 +118,8 @@ class TrainStep:
                 self._eager(batch)
         else:
             self._eager(batch)
-        self.interval_steps += 1
-        self.epoch_steps += 1
+        self.interval.steps += 1
+        self.epoch.steps += 1
 
     def _autocast(self):
         if self.autocast_dtype is None:
@@ -142,8 +140,8 @@ class TrainStep:
         if self.clip is not None:
             self.clip()
         self.optimizer.step()
-        self.interval_sum.add_(loss)
-        self.epoch_sum.add_(loss)
+        self.interval.total.add_(loss)  # in place: a captured graph updates the same tensors
+        self.epoch.total.add_(loss)
 
     def _eager(self, batch: dict) -> None:
         loss = self._forward_backward(batch)
@@ -257,20 +255,26 @@ class TrainStep:
         Args:
             reduce: tensor -> tensor, the mean over data-parallel ranks (None on one device).
         """
-        if not self.interval_steps:
-            return None
-        total = reduce(self.interval_sum) if reduce is not None else self.interval_sum
-        value = total.item() / self.interval_steps
-        self.interval_sum.zero_()
-        self.interval_steps = 0
-        return value
+        return self.interval.take(reduce)
 
     def epoch_loss(self, reduce=None) -> float | None:
         """Mean loss since the last call: the epoch's training loss (`reduce` as above)."""
-        if not self.epoch_steps:
+        return self.epoch.take(reduce)
+
+
+class LossMeter:
+    """A running sum of the loss on the device, and the steps it covers (read rarely)."""
+
+    def __init__(self, device: torch.device):
+        self.total = torch.zeros((), device=device)
+        self.steps = 0
+
+    def take(self, reduce=None) -> float | None:
+        """The mean since the last `take` (one host synchronisation), then start again."""
+        if not self.steps:
             return None
-        total = reduce(self.epoch_sum) if reduce is not None else self.epoch_sum
-        value = total.item() / self.epoch_steps
-        self.epoch_sum.zero_()
-        self.epoch_steps = 0
+        total = reduce(self.total) if reduce is not None else self.total
+        value = total.item() / self.steps
+        self.total.zero_()
+        self.steps = 0
         return value
