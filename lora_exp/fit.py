@@ -102,10 +102,6 @@ def plan_training_step(cfg: DictConfig, precision: str, problem: str):
     from lora_exp.distributed import world_size
     from lora_exp.engine.modes import plan_step
 
-    if cfg.trainer.get("compile"):
-        raise UserError(
-            "trainer.compile was replaced by trainer.step=compiled (or compiled-graphed)"
-        )
     device = "cuda" if trains_on_cuda(cfg) else "cpu"
     distributed = world_size(cfg.trainer) > 1 or str(cfg.trainer.get("strategy", "auto")) != "auto"
     return plan_step(cfg.trainer.get("step", "auto"), device, distributed, precision, problem)

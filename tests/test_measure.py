@@ -15,6 +15,7 @@ import time
 import pytest
 import torch
 
+from lora_exp.engine.capture_path import one_attention_path_for_capture
 from lora_exp.measure import bench, efficiency, latency
 from lora_exp.measure.timing import Runner, interleave
 
@@ -230,7 +231,7 @@ def test_capture_takes_one_attention_path(model_name, causal):
     original = import_utils.is_cuda_stream_capturing
     with torch.no_grad():
         plain = model(input_ids=ids).logits
-        with bench.one_attention_path_for_capture(model):
+        with one_attention_path_for_capture(model):
             assert import_utils.is_cuda_stream_capturing() is causal
             assert import_utils.is_tracing() is causal
             pinned = model(input_ids=ids).logits

@@ -164,7 +164,7 @@ class TrainStep:
     # --- capture ---
     def _capture(self, batch: dict) -> tuple[torch.cuda.CUDAGraph, dict]:
         """Warm up on `batch` (forward and backward only: no parameter changes), then capture."""
-        from lora_exp.measure.bench import one_attention_path_for_capture
+        from lora_exp.engine.capture_path import one_attention_path_for_capture
 
         start = time.perf_counter()
         static = {name: t.clone() for name, t in batch.items()}

@@ -35,6 +35,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from lora_exp.engine.capture_path import one_attention_path_for_capture
 from lora_exp.errors import UserError
 from lora_exp.measure import bench
 from lora_exp.measure.timing import Runner, Timer, default_timer, interleave
@@ -56,14 +57,14 @@ GRAPH_UNSAFE = {
 
 def capture_graph(forward, model: nn.Module) -> tuple[torch.cuda.CUDAGraph, object]:
     """Record `forward()` (a call of `model`) into a CUDA graph after warming it up on a side
-    stream, warm-up and capture on one attention path (`bench.one_attention_path_for_capture`).
+    stream, warm-up and capture on one attention path (`engine/capture_path.py`).
 
     Returns:
         (graph, the static output): keep both alive while the graph is replayed.
     """
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
-    with bench.one_attention_path_for_capture(model):
+    with one_attention_path_for_capture(model):
         with torch.cuda.stream(stream):
             for _ in range(3):
                 forward()
