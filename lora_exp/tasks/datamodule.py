@@ -23,7 +23,12 @@ from torch.utils.data import DataLoader
 from lora_exp.tasks import token_cache
 from lora_exp.tasks.collate import TokenCollator
 from lora_exp.tasks.registry import load_splits
-from lora_exp.tasks.sampler import EpochSeededSampler, MaskedEvalDataset, ShardedEvalSampler
+from lora_exp.tasks.sampler import (
+    MaskedEvalDataset,
+    ResumableTrainOrder,
+    ShardedEvalSampler,
+    loader_generator,
+)
 
 
 def _subsample(dataset, limit: int | None, seed: int):
@@ -42,7 +47,7 @@ def fingerprint(splits, text_fields: list[str], names=("train", "validation", "t
     return digest.hexdigest()[:16]
 
 
-class TaskDataModule(L.LightningDataModule):
+class TaskDataModule(ResumableTrainOrder, L.LightningDataModule):
     """Train/validation/test dataloaders for one task and tokenizer.
 
     Args:
@@ -171,6 +176,7 @@ class TaskDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,  # no new worker every epoch
             pin_memory=self.pin_memory,
+            generator=loader_generator(self.shuffle_seed),  # see sampler.py
         )
 
     def _shard(self) -> tuple[int, int]:
@@ -182,7 +188,7 @@ class TaskDataModule(L.LightningDataModule):
         from lora_exp.distributed import per_device_batch
 
         rank, world = self._shard()  # batch_size is global: see lora_exp/distributed.py
-        sampler = EpochSeededSampler(len(self.splits["train"]), self.shuffle_seed, rank, world)
+        sampler = self.train_sampler(len(self.splits["train"]), self.shuffle_seed, rank, world)
         return self._loader("train", per_device_batch(self.batch_size, world), sampler)
 
     def eval_dataloader(self, name: str) -> DataLoader:
@@ -196,6 +202,7 @@ class TaskDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,  # no new worker every epoch
             pin_memory=self.pin_memory,
+            generator=loader_generator(self.shuffle_seed),  # see sampler.py
         )
 
     def val_dataloader(self) -> DataLoader:

@@ -34,7 +34,7 @@ from lora_exp.errors import UserError
 from lora_exp.tasks.datamodule import _subsample
 from lora_exp.tasks.e2e_metrics import group_references
 from lora_exp.tasks.registry import load_splits
-from lora_exp.tasks.sampler import EpochSeededSampler
+from lora_exp.tasks.sampler import ResumableTrainOrder, loader_generator
 
 
 def eos_id(tokenizer) -> int:
@@ -88,7 +88,7 @@ def pad_batch(rows: list[dict], pad_id: int, left: bool = False) -> dict[str, to
     return batch
 
 
-class GenerationDataModule(L.LightningDataModule):
+class GenerationDataModule(ResumableTrainOrder, L.LightningDataModule):
     """Train/validation (teacher-forced) and test (one prompt per MR) loaders for a text task."""
 
     def __init__(
@@ -185,10 +185,11 @@ class GenerationDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,  # no new worker every epoch
             pin_memory=self.pin_memory,
+            generator=loader_generator(self.shuffle_seed),  # see tasks/sampler.py
         )
 
     def train_dataloader(self) -> DataLoader:
-        sampler = EpochSeededSampler(len(self.splits["train"]), self.shuffle_seed)
+        sampler = self.train_sampler(len(self.splits["train"]), self.shuffle_seed)
         return self._loader(self.splits["train"], self.batch_size, sampler)
 
     def val_dataloader(self) -> DataLoader:
