@@ -2,6 +2,7 @@
 # Issue 16 on one GPU through the device tool: the training-path benchmark and the GPU checks.
 # Usage: OUT=dir SECONDS_LEFT=570 bash scripts/gpu_training_path.sh STAGE [STAGE ...]
 #   minilm   python run.py budget=full (default) vs trainer.step=eager vs HF Trainer + PEFT
+#   checks   pytest -m gpu tests/test_gpu_training_step.py alone
 #   checks+seeds   pytest -m gpu tests/test_gpu_training_step.py, and beside it seeds 1-2 of the
 #            default and the eager run (concurrent: accuracy only, never timings)
 #   scaling  roberta-large, gpt2-medium (random weights): LoRA vs full FT at 128 and 512
@@ -22,6 +23,9 @@ for stage in "$@"; do
   case $stage in
     minilm|scaling)
       timeout "$LEFT" $BENCH "$stage" ${MODELS:+--models $MODELS} 2>&1 | tee "$OUT/$stage.log" ;;
+    checks)
+      timeout "$LEFT" python3 -m pytest -p no:cacheprovider -q -s -m gpu \
+        tests/test_gpu_training_step.py 2>&1 | tee "$OUT/checks.log" ;;
     checks+seeds)
       timeout "$LEFT" $BENCH seeds > "$OUT/seeds.log" 2>&1 &
       timeout "$LEFT" python3 -m pytest -p no:cacheprovider -q -s -m gpu \
