@@ -68,7 +68,7 @@ def _record(run_dir):
 
 @pytest.mark.slow
 def test_a_killed_lora_run_with_a_loader_worker_resumes_exactly(tmp_path):
-    """What a GPU run does by default (trainer.num_workers=auto: one persistent worker), on the
+    """A run with a loader worker (trainer.num_workers=1: one persistent worker), on the
     CPU: before the fix the resumed run trained its second epoch in the first epoch's order."""
     run = [a for a in TINY_RUN if not a.startswith("method=")]
     base = [sys.executable, str(ROOT / "run.py"), *run, "method=lora", "trainer.num_workers=1"]
