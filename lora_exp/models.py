@@ -153,7 +153,14 @@ def build_config(model_cfg: DictConfig, num_labels: int, problem_type: str):
 
 
 def config_overrides(model_cfg: DictConfig) -> dict:
-    """`model.config_overrides`: transformers config fields a paper setup changes (cls_dropout)."""
+    """`model.config_overrides`: transformers config fields set on every load of the model.
+
+    A paper setup changes some (DeBERTa's `cls_dropout`, conf/hparams); the GPT-2 models set
+    `activation_function: gelu_pytorch_tanh`, torch's fused tanh-GELU, which computes GPT-2's own
+    `gelu_new` formula 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) in one kernel that saves
+    one tensor for the backward, where `gelu_new` runs eight elementwise kernels and saves four
+    (B, L, 4d) tensors per block (tests/test_models.py checks the two agree).
+    """
     overrides = model_cfg.get("config_overrides")
     return OmegaConf.to_container(overrides, resolve=True) if overrides else {}
 
