@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import copy
 import re
+import sys
 from functools import cache
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from lora_exp.errors import UserError
 from lora_exp.measure.params import count_parameters
-from lora_exp.methods import build_method
+from lora_exp.methods import METHODS, build_method
 from lora_exp.methods.adapter import AfterSublayer, AroundPostLN
 from lora_exp.models import block_index, get_family, is_head_parameter
-from tests.conftest import compose
+from tests.conftest import CONF, compose
 
 FAMILIES = ["tiny-bert", "tiny-roberta", "tiny-deberta", "tiny-gpt2"]
 # case -> overrides; tiny models have 2 blocks of width 32 (ffn 64, GPT-2 128)
@@ -326,3 +328,38 @@ def test_pfeiffer_equals_the_paper_code_on_post_ln_blocks(tiny_model):
         expected = ln(z + x)
         assert torch.allclose(output(hidden, x), expected, atol=1e-6)
         assert (expected - ln(h + x)).abs().max() > 1e-3  # the adapter does something
+
+
+def test_a_method_module_registers_itself(tmp_path, monkeypatch):
+    """Discovery, not a list: a new module with a @register class is found without any edit."""
+    import lora_exp.methods as package
+
+    (tmp_path / "probe_method.py").write_text(
+        "from lora_exp.methods.base import Method\n"
+        "from lora_exp.methods.registry import register\n\n\n"
+        "@register\n"
+        "class Probe(Method):\n"
+        "    name = 'probe'\n\n"
+        "    def apply(self, model, family):\n"
+        "        pass\n"
+    )
+    monkeypatch.setattr(package, "__path__", [*package.__path__, str(tmp_path)])
+    try:
+        package._import_every_module()
+        assert METHODS["probe"].__name__ == "Probe"
+        assert build_method(OmegaConf.create({"name": "probe"})).describe() == "probe"
+    finally:
+        METHODS.pop("probe", None)
+        sys.modules.pop("lora_exp.methods.probe_method", None)
+
+
+def test_every_method_yaml_names_a_registered_method():
+    assert {p.stem for p in (CONF / "method").glob("*.yaml")} == set(METHODS)
+
+
+def test_unknown_method_lists_the_registered_ones():
+    registered = ", ".join(sorted(METHODS))
+    with pytest.raises(
+        UserError, match=f"unknown method 'lora2'; registered methods: {registered}$"
+    ):
+        build_method(OmegaConf.create({"name": "lora2"}))
