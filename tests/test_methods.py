@@ -1,9 +1,12 @@
 """The method matrix: every method on tiny models of every family (DESIGN.md: tests assert numbers).
 
-For each (family, method): only the intended parameters train; the trainable count equals the
-closed form of the method's docstring; LoRA and adapters start as the base function exactly; the
-method's parameters are on the forward path; save -> load restores the outputs. LoRA also merges
-(unmerged vs merged within 1e-5, a permanent merge leaves exactly the base parameters).
+Each method setting is one `MethodCase` row of `CASES` (the shape of PEFT's TEST_CASES): its
+overrides, closed-form count, which parameters it trains, whether it starts as the base model and
+whether it merges. For each (family, row): only the intended parameters train; the trainable count
+equals the closed form of the method's docstring; a method that starts as the base function does so
+exactly; the method's parameters are on the forward path; save -> load restores the outputs. Rows
+that merge are merged too (unmerged vs merged within 1e-5, unmerge restores every frozen weight bit
+for bit, a permanent merge leaves exactly the base parameters).
 """
 
 from __future__ import annotations
@@ -11,100 +14,193 @@ from __future__ import annotations
 import copy
 import re
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cache
 
 import pytest
 import torch
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from lora_exp.errors import UserError
 from lora_exp.measure.params import count_parameters
 from lora_exp.methods import METHODS, build_method
 from lora_exp.methods.adapter import AfterSublayer, AroundPostLN
-from lora_exp.models import block_index, get_family, is_head_parameter
+from lora_exp.models import Family, block_index, get_family, is_head_parameter
 from tests.conftest import CONF, compose
 
-FAMILIES = ["tiny-bert", "tiny-roberta", "tiny-deberta", "tiny-gpt2"]
-# case -> overrides; tiny models have 2 blocks of width 32 (ffn 64, GPT-2 128)
-CASES = {
-    "full_ft": ["method=full_ft"],
-    "bitfit": ["method=bitfit"],
-    "ft_top2": ["method=ft_top2", "method.num_top_layers=1"],
-    "lora": ["method=lora", "rank=4", "targets=[q,v]"],
-    "lora_all": ["method=lora", "rank=2", "targets=[q,k,v,o,ffn_in,ffn_out]"],
-    "adapter_h": ["method=adapter_h", "rank=4"],
-    "adapter_l": ["method=adapter_l", "rank=4"],
-    "adapter_p": ["method=adapter_p", "rank=4"],
-    "adapter_d": ["method=adapter_d", "rank=4", "method.drop_layers=1"],
-    "prefix_embed": ["method=prefix_embed", "method.l_p=3", "method.l_i=2"],
-    "prefix_layer": ["method=prefix_layer", "method.l_p=3", "method.l_i=2"],
-}
-STARTS_AS_BASE = {"full_ft", "bitfit", "ft_top2", "lora", "lora_all"} | {
-    c for c in CASES if c.startswith("adapter")
-}
-PREFIX = {"prefix_embed", "prefix_layer"}
+FAMILIES = ("tiny-bert", "tiny-roberta", "tiny-deberta", "tiny-gpt2")
 
 
-def arch_numbers(cfg) -> tuple[int, int, int]:
-    """(d, layers, d_ffn) from conf/model/tiny-*.yaml."""
-    arch = cfg.model.arch
-    d = arch.get("hidden_size") or arch.n_embd
-    return d, arch.get("num_hidden_layers") or arch.n_layer, arch.get("intermediate_size") or 4 * d
+@dataclass(frozen=True)
+class Arch:
+    """The architecture numbers a closed form reads (conf/model/tiny-*.yaml: 2 blocks of width
+    32, feed-forward width 64, GPT-2's 4 d = 128)."""
 
+    family: str  # the family key: bert, roberta, deberta_v2, gpt2
+    d: int
+    layers: int
+    f: int  # feed-forward width
+    arch: DictConfig  # the rest: vocabulary, positions
 
-def block_size(cfg) -> int:
-    """Parameters of one transformer block (the FTTop2 closed form)."""
-    d, _, f = arch_numbers(cfg)
-    if cfg.model.family == "gpt2":
-        return 12 * d * d + 13 * d  # f = 4d
-    extra = 2 * (d * d + d) if cfg.model.family == "deberta_v2" else 0  # pos_key/query_proj
-    return 4 * d * d + 2 * d * f + 9 * d + f + extra
-
-
-def closed_form(case: str, cfg) -> int:
-    """Trainable parameters, head excluded, by each method's formula."""
-    d, layers, f = arch_numbers(cfg)
-    fam = cfg.model.family
-    if case == "full_ft":
+    @classmethod
+    def of(cls, cfg) -> Arch:
         arch = cfg.model.arch
-        if fam == "gpt2":
-            return arch.vocab_size * d + arch.n_positions * d + layers * block_size(cfg) + 2 * d
-        emb = (arch.vocab_size + arch.type_vocab_size) * d + 2 * d
-        emb += 2 * arch.max_position_embeddings * d if fam == "deberta_v2" else 0  # rel. emb.
-        emb += arch.max_position_embeddings * d if fam != "deberta_v2" else 0  # abs. positions
-        return emb + layers * block_size(cfg)
-    if case == "bitfit":
-        if fam == "gpt2":
-            return layers * 11 * d + d
-        extra = 2 * d if fam == "deberta_v2" else 0
-        return layers * (4 * d + f + d + 2 * d + extra) + d
-    adapter = 2 * d * 4 + 4 + d
-    return {
-        "ft_top2": block_size(cfg),
-        "lora": layers * 2 * 4 * (d + d),
-        "lora_all": layers * 2 * (4 * 2 * d + 2 * (d + f)),
-        "adapter_h": 2 * layers * adapter,
-        "adapter_l": layers * (adapter + 2 * d),
-        "adapter_p": layers * adapter,
-        "adapter_d": (layers - 1) * adapter,
-        "prefix_embed": d * (3 + 2),
-        "prefix_layer": layers * d * (3 + 2),
-    }[case]
+        d = arch.get("hidden_size") or arch.n_embd
+        layers = arch.get("num_hidden_layers") or arch.n_layer
+        return cls(cfg.model.family, d, layers, arch.get("intermediate_size") or 4 * d, arch)
+
+    def block_size(self) -> int:
+        """Parameters of one transformer block (the FTTop2 closed form)."""
+        d, f = self.d, self.f
+        if self.family == "gpt2":
+            return 12 * d * d + 13 * d  # f = 4d
+        extra = 2 * (d * d + d) if self.family == "deberta_v2" else 0  # pos_key/query_proj
+        return 4 * d * d + 2 * d * f + 9 * d + f + extra
 
 
-def intended(case: str, name: str, family, layers: int) -> bool:
-    """Should parameter `name` train under `case`?"""
-    if is_head_parameter(family, name) or case == "full_ft":
-        return True
-    if case == "bitfit":
-        return name.endswith(".bias")
-    if case == "ft_top2":
-        return block_index(family, name) == layers - 1
-    if case.startswith("lora"):
-        return ".lora_A" in name or ".lora_B" in name
-    if case.startswith("adapter"):
-        return ".adapter." in name
+@dataclass(frozen=True, kw_only=True)
+class MethodCase:
+    """One method setting and every fact the shared tests check about it (PEFT's TEST_CASES).
+
+    Every field but `families` is required, so a row that forgets one fails at collection.
+
+    Attributes:
+        overrides: the command-line overrides that select the setting.
+        closed_form: trainable parameters, head excluded, by the method docstring's formula.
+        intended: whether the non-head parameter `name` trains: (name, family, arch) -> bool.
+        starts_as_base: the model computes exactly the base function right after `apply`.
+        merges: the method can fold itself into the weights (`can_merge`; the merge test runs).
+        families: the tiny models the setting applies to.
+    """
+
+    overrides: tuple[str, ...]
+    closed_form: Callable[[Arch], int]
+    intended: Callable[[str, Family, Arch], bool]
+    starts_as_base: bool
+    merges: bool
+    families: tuple[str, ...] = FAMILIES
+
+
+def full_ft_count(a: Arch) -> int:
+    """Every backbone parameter: embeddings, blocks, final LayerNorm (GPT-2)."""
+    arch, d = a.arch, a.d
+    if a.family == "gpt2":
+        return arch.vocab_size * d + arch.n_positions * d + a.layers * a.block_size() + 2 * d
+    emb = (arch.vocab_size + arch.type_vocab_size) * d + 2 * d
+    emb += 2 * arch.max_position_embeddings * d if a.family == "deberta_v2" else 0  # rel. emb.
+    emb += arch.max_position_embeddings * d if a.family != "deberta_v2" else 0  # abs. positions
+    return emb + a.layers * a.block_size()
+
+
+def bitfit_count(a: Arch) -> int:
+    """Every backbone bias (bitfit.py's formula; DeBERTa adds pos_key/query_proj biases)."""
+    d = a.d
+    if a.family == "gpt2":
+        return a.layers * 11 * d + d
+    extra = 2 * d if a.family == "deberta_v2" else 0
+    return a.layers * (4 * d + a.f + d + 2 * d + extra) + d
+
+
+def bottleneck(a: Arch, r: int = 4) -> int:
+    """One adapter of bottleneck r: 2 d r + r + d."""
+    return 2 * a.d * r + r + a.d
+
+
+def lora_parameter(name: str, *_) -> bool:
+    return ".lora_A" in name or ".lora_B" in name
+
+
+def adapter_parameter(name: str, *_) -> bool:
+    return ".adapter." in name
+
+
+def prefix_parameter(name: str, *_) -> bool:
     return name.startswith("prefix_tuning.")
+
+
+# case -> MethodCase: one row per method setting; every shared test below reads it.
+CASES = {
+    "full_ft": MethodCase(
+        overrides=("method=full_ft",),
+        closed_form=full_ft_count,
+        intended=lambda *_: True,
+        starts_as_base=True,
+        merges=False,
+    ),
+    "bitfit": MethodCase(
+        overrides=("method=bitfit",),
+        closed_form=bitfit_count,
+        intended=lambda name, *_: name.endswith(".bias"),
+        starts_as_base=True,
+        merges=False,
+    ),
+    "ft_top2": MethodCase(
+        overrides=("method=ft_top2", "method.num_top_layers=1"),
+        closed_form=Arch.block_size,
+        intended=lambda name, family, a: block_index(family, name) == a.layers - 1,
+        starts_as_base=True,
+        merges=False,
+    ),
+    "lora": MethodCase(
+        overrides=("method=lora", "rank=4", "targets=[q,v]"),
+        closed_form=lambda a: a.layers * 2 * 4 * (a.d + a.d),
+        intended=lora_parameter,
+        starts_as_base=True,
+        merges=True,
+    ),
+    "lora_all": MethodCase(
+        overrides=("method=lora", "rank=2", "targets=[q,k,v,o,ffn_in,ffn_out]"),
+        closed_form=lambda a: a.layers * 2 * (4 * 2 * a.d + 2 * (a.d + a.f)),
+        intended=lora_parameter,
+        starts_as_base=True,
+        merges=True,
+    ),
+    "adapter_h": MethodCase(
+        overrides=("method=adapter_h", "rank=4"),
+        closed_form=lambda a: 2 * a.layers * bottleneck(a),
+        intended=adapter_parameter,
+        starts_as_base=True,
+        merges=False,
+    ),
+    "adapter_l": MethodCase(
+        overrides=("method=adapter_l", "rank=4"),
+        closed_form=lambda a: a.layers * (bottleneck(a) + 2 * a.d),
+        intended=adapter_parameter,
+        starts_as_base=True,
+        merges=False,
+    ),
+    "adapter_p": MethodCase(
+        overrides=("method=adapter_p", "rank=4"),
+        closed_form=lambda a: a.layers * bottleneck(a),
+        intended=adapter_parameter,
+        starts_as_base=True,
+        merges=False,
+    ),
+    "adapter_d": MethodCase(
+        overrides=("method=adapter_d", "rank=4", "method.drop_layers=1"),
+        closed_form=lambda a: (a.layers - 1) * bottleneck(a),
+        intended=adapter_parameter,
+        starts_as_base=True,
+        merges=False,
+    ),
+    "prefix_embed": MethodCase(  # on encoders: see test_bad_input_at_apply
+        overrides=("method=prefix_embed", "method.l_p=3", "method.l_i=2"),
+        closed_form=lambda a: a.d * (3 + 2),
+        intended=prefix_parameter,
+        starts_as_base=False,
+        merges=False,
+        families=("tiny-gpt2",),
+    ),
+    "prefix_layer": MethodCase(
+        overrides=("method=prefix_layer", "method.l_p=3", "method.l_i=2"),
+        closed_form=lambda a: a.layers * a.d * (3 + 2),
+        intended=prefix_parameter,
+        starts_as_base=False,
+        merges=False,
+        families=("tiny-gpt2",),
+    ),
+}
 
 
 def batch(seed: int = 1) -> dict:
@@ -119,7 +215,7 @@ def batch(seed: int = 1) -> dict:
 @cache
 def method_config(case: str):
     """The method's config, composed once per case (Hydra's compose costs ~0.2 s)."""
-    return compose(CASES[case]).method
+    return compose(list(CASES[case].overrides)).method
 
 
 _BASES: dict = {}
@@ -151,33 +247,33 @@ def logits(model, inputs) -> torch.Tensor:
         return model(**inputs).logits
 
 
-MATRIX = [
-    (fam, case)
-    for fam in FAMILIES
-    for case in CASES
-    if case not in PREFIX or fam == "tiny-gpt2"  # prefix on encoders: see the test below
-]
+MATRIX = [(fam, name) for fam in FAMILIES for name, case in CASES.items() if fam in case.families]
 
 
 @pytest.mark.parametrize(("family_name", "case"), MATRIX)
 def test_method_matrix(tiny_model, family_name, case):
+    row = CASES[case]
     model, base, method, cfg = setup(tiny_model, family_name, case)
-    family = get_family(cfg.model.family)
-    _, layers, _ = arch_numbers(cfg)
+    family, arch = get_family(cfg.model.family), Arch.of(cfg)
     inputs = batch()
 
     # 1. Only the intended parameters train, and their number is the closed form.
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-    expected = {n for n, _ in model.named_parameters() if intended(case, n, family, layers)}
+    expected = {
+        n
+        for n, _ in model.named_parameters()
+        if is_head_parameter(family, n) or row.intended(n, family, arch)
+    }
     assert trainable == expected
-    assert count_parameters(model, family)["params/trainable"] == closed_form(case, cfg)
+    assert count_parameters(model, family)["params/trainable"] == row.closed_form(arch)
     assert {p for p in map(id, method.trainable_parameters(model))} == {
         id(p) for p in model.parameters() if p.requires_grad
     }
+    assert method.can_merge == row.merges
 
-    # 2. LoRA and adapters start as the pretrained function, exactly.
+    # 2. Methods that start as the pretrained function (LoRA, adapters) do so exactly.
     before = logits(model, inputs)
-    if case in STARTS_AS_BASE:
+    if row.starts_as_base:
         assert torch.equal(before, logits(base, inputs))
 
     # 3. The method's parameters are on the forward path.
@@ -196,14 +292,17 @@ def test_method_matrix(tiny_model, family_name, case):
     assert torch.equal(logits(fresh, inputs), trained)
 
 
-@pytest.mark.parametrize("family_name", FAMILIES)
-def test_lora_merge_and_permanent_merge(tiny_model, family_name):
-    model, base, method, cfg = setup(tiny_model, family_name, "lora_all")
+MERGING = [(fam, name) for fam, name in MATRIX if CASES[name].merges]
+
+
+@pytest.mark.parametrize(("family_name", "case"), MERGING)
+def test_merge_and_permanent_merge(tiny_model, family_name, case):
+    model, base, method, cfg = setup(tiny_model, family_name, case)
     family = get_family(cfg.model.family)
     perturb(model, family)
     inputs = batch()
     unmerged = logits(model, inputs)
-    weights = {n: p.detach().clone() for n, p in model.named_parameters() if ".base." in n}
+    weights = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
     method.merge(model)
     assert (logits(model, inputs) - unmerged).abs().max().item() <= 1e-5
     method.unmerge(model)
