@@ -116,6 +116,25 @@ def test_median_std_and_count_on_known_inputs():
     assert record_row(record, "val")["metric:acc"] == 0.6  # --score val: the best epoch's val
 
 
+def test_methods_sort_in_the_paper_order_and_new_methods_after():
+    """The order comes from each method's `table_order`; a method without one sorts last."""
+    assert tables.method_order() == (
+        "full_ft",
+        "bitfit",
+        "ft_top2",
+        "prefix_embed",
+        "prefix_layer",
+        "adapter_d",
+        "adapter_l",
+        "adapter_h",
+        "adapter_p",
+        "lora",
+    )
+    names = ["zz_unknown", "lora", "ia3", "adapter_h", "full_ft"]
+    ordered = sorted(names, key=lambda m: tables.sort_key("method", m))
+    assert ordered == ["full_ft", "adapter_h", "lora", "ia3", "zz_unknown"]
+
+
 def test_select_drops_failed_stale_and_repeated_runs():
     records = [
         make_record(seed=0, acc=0.5, finished_at="2026-01-01T00:00:00+00:00"),

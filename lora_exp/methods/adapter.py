@@ -171,6 +171,7 @@ class AdapterH(BottleneckAdapters):
     """Houlsby: adapters after the attention and the feed-forward sub-layers."""
 
     name = "adapter_h"
+    table_order = 7
     sites = ("o", "ffn_out")
     default_activation = "swish"
 
@@ -180,6 +181,7 @@ class AdapterP(BottleneckAdapters):
     """Pfeiffer: one adapter per block, after the feed-forward, through the block's LayerNorm."""
 
     name = "adapter_p"
+    table_order = 8
     post_ln = True
 
 
@@ -188,6 +190,7 @@ class AdapterL(BottleneckAdapters):
     """Lin et al.: one adapter per block after the feed-forward, with its own LayerNorm."""
 
     name = "adapter_l"
+    table_order = 6
     layer_norm = True
 
 
@@ -196,6 +199,7 @@ class AdapterD(AdapterP):
     """AdapterDrop: Pfeiffer adapters, none in the lowest `drop_layers` blocks."""
 
     name = "adapter_d"
+    table_order = 5
 
     def _drop_layers(self, cfg) -> int:
         drop = cfg.get("drop_layers", 0)

@@ -32,11 +32,15 @@ class Method(ABC):
         name: the registry key and `conf/method/<name>.yaml` file name.
         uses_rank: whether the top-level `rank` knob means anything to this method.
         can_merge: whether `merge` folds the method into the backbone weights.
+        table_order: the method's row in the report's tables, which list the paper's
+            baselines before LoRA as its Tables 2-4 do; None for a method the paper does not
+            have, which the report sorts after the paper's, by name (report/tables.py).
     """
 
     name: ClassVar[str]
     uses_rank: ClassVar[bool] = False
     can_merge: ClassVar[bool] = False
+    table_order: ClassVar[int | None] = None
 
     def __init__(self, cfg: DictConfig):
         self.cfg = cfg

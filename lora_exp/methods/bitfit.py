@@ -37,6 +37,7 @@ class BitFit(Method):
     """Train the backbone's biases and the head; everything else is frozen."""
 
     name = "bitfit"
+    table_order = 1
 
     def apply(self, model: nn.Module, family: Family) -> None:
         freeze_all_but_head(model, family)

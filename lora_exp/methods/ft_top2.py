@@ -27,6 +27,7 @@ class FineTuneTopLayers(Method):
     """Train the top `num_top_layers` blocks (2 in the paper) and the head."""
 
     name = "ft_top2"
+    table_order = 2
 
     def __init__(self, cfg):
         super().__init__(cfg)

@@ -17,6 +17,7 @@ class FullFineTuning(Method):
     """Update all weights with the task loss; saves the whole model."""
 
     name = "full_ft"
+    table_order = 0
 
     def apply(self, model: nn.Module, family: Family) -> None:
         for param in model.parameters():

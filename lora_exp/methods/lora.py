@@ -79,6 +79,7 @@ class LoRA(Method):
     """Low-rank updates on the chosen weight matrices; merges for inference."""
 
     name = "lora"
+    table_order = 9
     uses_rank = True
     can_merge = True
 

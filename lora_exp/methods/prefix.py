@@ -198,6 +198,7 @@ class PrefixEmbed(PrefixTuning):
     """PreEmbed: trainable embeddings of l_p prefix and l_i infix tokens."""
 
     name = "prefix_embed"
+    table_order = 3
 
 
 @register
@@ -205,4 +206,5 @@ class PrefixLayer(PrefixTuning):
     """PreLayer: trainable activations of the prefix and infix positions at every block."""
 
     name = "prefix_layer"
+    table_order = 4
     per_layer = True

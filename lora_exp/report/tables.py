@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cache
 
 import pandas as pd
 
@@ -25,18 +26,6 @@ from lora_exp.errors import UserError
 from lora_exp.report import paper as P
 from lora_exp.report.load import TARGET_ORDER
 
-METHOD_ORDER = (
-    "full_ft",
-    "bitfit",
-    "ft_top2",
-    "prefix_embed",
-    "prefix_layer",
-    "adapter_d",
-    "adapter_l",
-    "adapter_h",
-    "adapter_p",
-    "lora",
-)
 VARIANT_ORDER = ("base", "lora_merged", "lora_unmerged", "adapter_l", "adapter_h", "prefix_layer")
 KEY_HEADERS = {"model": "model", "method": "method", "rank": "r", "targets": "targets"}
 KEY_HEADERS |= {"task": "task", "variant": "variant", "mode": "mode", "setup": "setup"}
@@ -123,12 +112,28 @@ LAYOUTS = {
 }
 
 
+@cache
+def method_order() -> tuple[str, ...]:
+    """The paper's methods in table order, read from each method's `table_order`.
+
+    A method without one (added after the paper, or no longer registered) is not listed:
+    `sort_key` puts it after these, by name. Imported here, not at the top, because the methods
+    import torch, which no other part of the report needs.
+    """
+    from lora_exp.methods import METHODS
+
+    ranked = sorted(
+        (cls.table_order, name) for name, cls in METHODS.items() if cls.table_order is not None
+    )
+    return tuple(name for _, name in ranked)
+
+
 def sort_key(name: str, value):
     """Sort key of a row-key or column value in the paper's order."""
     if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
         return (1, 0, "")
     if name in ("method", "variant", "setup"):
-        known = {"method": METHOD_ORDER, "variant": VARIANT_ORDER, "setup": SETUP_ORDER}[name]
+        known = {"method": method_order(), "variant": VARIANT_ORDER, "setup": SETUP_ORDER}[name]
         return (0, known.index(value) if value in known else len(known), value)
     if name == "targets":
         parts = value.split(",") if value else []
