@@ -102,21 +102,29 @@ def test_gpt2_qv_slice_equals_direct_computation(tiny_model):
     ],
 )
 def test_export_loads_in_peft_with_the_same_logits(tiny_model, tmp_path, name, targets):
-    base, ours, _, family = with_lora(tiny_model, name, targets)
+    base, ours, method, family = with_lora(tiny_model, name, targets)
     with torch.no_grad():  # a trained head: the export must carry it
         for n, p in ours.named_parameters():
             if is_head_parameter(family, n):
                 p.add_(0.5)
-    export_peft(ours, family, tmp_path)
+    export_peft(method, ours, family, tmp_path)
     loaded = peft.PeftModel.from_pretrained(base, tmp_path).eval()
     assert (logits(ours) - logits(loaded)).abs().max().item() <= 1e-6
 
 
 def test_export_refuses_gpt2_fused_qv(tiny_model, tmp_path):
-    _, ours, _, family = with_lora(tiny_model, "tiny-gpt2", "q,v")
+    _, ours, method, family = with_lora(tiny_model, "tiny-gpt2", "q,v")
     with pytest.raises(UserError, match="PEFT cannot express LoRA on slices of the fused"):
-        export_peft(ours, family, tmp_path)
+        export_peft(method, ours, family, tmp_path)
     assert not (tmp_path / "adapter_config.json").exists()
+
+
+def test_export_refuses_a_method_peft_lacks(tiny_model, tmp_path):
+    model, _ = tiny_model("tiny-bert")
+    method, family = build_method(compose(["method=adapter_h"]).method), get_family("bert")
+    method.apply(model, family)
+    with pytest.raises(UserError, match="method adapter_h has no PEFT equivalent"):
+        export_peft(method, model, family, tmp_path)
 
 
 def test_export_run_of_a_pretrained_minilm_run(tmp_path):

@@ -89,6 +89,20 @@ class Method(ABC):
             for name, tensor in state.items():
                 params[name].copy_(tensor)
 
+    def peft_adapter(
+        self, model: nn.Module, family: Family
+    ) -> tuple[dict, dict[str, torch.Tensor]]:
+        """How PEFT spells this method, for `peft_export.export_peft` (the head is added there).
+
+        Returns:
+            (config, tensors): the PEFT config's fields, `peft_type` included, and the method's
+            tensors under PEFT's names relative to the model (`<module>.lora_A.weight`).
+
+        Raises:
+            UserError: if PEFT has no equivalent of the method (or of this use of it).
+        """
+        raise UserError(f"method {self.name} has no PEFT equivalent to export to")
+
     def merge_and_unload(self, model: nn.Module) -> None:
         """Fold the method into the weights for good and remove its modules.
 

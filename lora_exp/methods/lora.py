@@ -25,6 +25,7 @@ from lora_exp.errors import UserError
 from lora_exp.methods.base import Method, freeze_all_but_head, replace_module
 from lora_exp.methods.input_cast import SharedInputCast
 from lora_exp.methods.lora_layer import LoRALinear, weight_dims
+from lora_exp.methods.peft_export import lora_adapter
 from lora_exp.methods.registry import register
 from lora_exp.models import Family
 
@@ -113,6 +114,9 @@ class LoRA(Method):
                 module.unmerge()  # start from the exact W0, whatever state it was left in
                 module.merge(keep_original=False)
                 replace_module(model, name, module.base)
+
+    def peft_adapter(self, model: nn.Module, family: Family):
+        return lora_adapter(model)
 
     def describe(self) -> str:
         cfg = self.cfg
