@@ -276,10 +276,13 @@ def test_method_matrix(tiny_model, family_name, case):
     if row.starts_as_base:
         assert torch.equal(before, logits(base, inputs))
 
-    # 3. The method's parameters are on the forward path.
+    # 3. The method's parameters are on the forward path: the logits move by far more than float
+    # noise (the same pass twice is bit-identical on CPU). Vectors that rescale activations by
+    # 1 ± 0.1 move the tiny random encoders' logits (|logit| ~ 0.02) by only ~2e-5, where an
+    # additive update moves them by 2e-4 or more: hence 1e-6.
     perturb(model, family)
     trained = logits(model, inputs)
-    assert (trained - before).abs().max().item() > 1e-4
+    assert (trained - before).abs().max().item() > 1e-6
 
     # 4. Save -> load into a fresh copy of the backbone restores the outputs exactly.
     perturb(model, family, head=True)
