@@ -156,6 +156,13 @@ CASES = {
         starts_as_base=True,
         merges=True,
     ),
+    "ia3": MethodCase(
+        overrides=("method=ia3",),
+        closed_form=lambda a: a.layers * (a.d + a.d + a.f),  # l_k, l_v, l_ff per block
+        intended=lambda name, *_: name.endswith(".ia3_l"),
+        starts_as_base=True,
+        merges=True,
+    ),
     "adapter_h": MethodCase(
         overrides=("method=adapter_h", "rank=4"),
         closed_form=lambda a: 2 * a.layers * bottleneck(a),

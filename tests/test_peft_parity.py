@@ -1,4 +1,4 @@
-"""Our LoRA against PEFT's, on the same base weights and the same A, B.
+"""Our LoRA and (IA)3 against PEFT's, on the same base weights and the same trained tensors.
 
 * BERT, RoBERTa, DeBERTa-v2: our LoRA and `peft.get_peft_model` give the same logits (1e-6).
 * GPT-2 q/v slice of the fused c_attn: against the direct computation W0 + (alpha/r) B A written
@@ -6,6 +6,10 @@
   with one update); the export says so.
 * Export: our adapter, written in PEFT's format, loads with `PeftModel.from_pretrained` and
   reproduces the logits (head included).
+* (IA)3: PEFT's `IA3Config` on the same modules (k, v scaled on their output, the FFN output
+  matrix on its input: `feedforward_modules`) gives the same logits, the same trainable count and
+  the same merged weights on every family; on GPT-2 PEFT's vector covers all of c_attn, so there
+  its q part is held at one and it trains L · d more. The export loads in PEFT on every family.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import torch
 
 from lora_exp.errors import UserError
 from lora_exp.methods import build_method
+from lora_exp.methods.ia3 import ia3_layers
 from lora_exp.methods.lora import lora_layers
 from lora_exp.methods.peft_export import export_peft
 from lora_exp.models import get_family, is_head_parameter
@@ -176,3 +181,61 @@ def test_export_run_refuses_random_weights(tmp_path):
     (tmp_path / "record.json").write_text(json.dumps({"config": config}))
     with pytest.raises(UserError, match="random weights that no file keeps"):
         export_run(tmp_path, tmp_path / "out")
+
+
+def with_ia3(tiny_model, name: str):
+    """(base copy, model with our (IA)3 and vectors away from one, method, family)."""
+    model, cfg = tiny_model(name)
+    base = copy.deepcopy(model)
+    method = build_method(compose(["method=ia3"]).method)
+    family = get_family(cfg.model.family)
+    method.apply(model, family)
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for layer in ia3_layers(model).values():
+            layer.ia3_l.add_(0.3 * torch.randn(layer.ia3_l.shape, generator=g))
+    return base, model.eval(), method, family
+
+
+@pytest.mark.parametrize("name", [*ENCODERS, "tiny-gpt2"])
+def test_same_logits_count_and_merge_as_peft_ia3(tiny_model, name):
+    base, ours, method, _ = with_ia3(tiny_model, name)
+    layers = ia3_layers(ours)
+    config = peft.IA3Config(
+        target_modules=sorted(layers),
+        feedforward_modules=sorted(n for n, m in layers.items() if m.on_input),
+        fan_in_fan_out=name == "tiny-gpt2",
+    )
+    theirs = peft.get_peft_model(base, config).eval()
+    inner = theirs.base_model.model
+    with torch.no_grad():
+        for module_name, layer in layers.items():
+            # PEFT's shapes: (d_out, 1) on an output, (1, d_in) on an input; on GPT-2's c_attn
+            # its vector spans q, k and v, and ours has exact ones on q.
+            vector = layer.scale()
+            shaped = vector[None, :] if layer.on_input else vector[:, None]
+            inner.get_submodule(module_name).ia3_l["default"].copy_(shaped)
+    assert (logits(ours) - logits(theirs)).abs().max().item() <= 1e-6
+
+    ours_count = sum(p.numel() for n, p in ours.named_parameters() if n.endswith(".ia3_l"))
+    q_part = ours.config.n_layer * ours.config.n_embd if name == "tiny-gpt2" else 0
+    assert theirs.get_nb_trainable_parameters()[0] == ours_count + q_part
+
+    method.merge_and_unload(ours)
+    merged = theirs.merge_and_unload()
+    theirs_state = merged.state_dict()
+    assert ours.state_dict().keys() == theirs_state.keys()
+    for key, tensor in ours.state_dict().items():
+        assert (tensor - theirs_state[key]).abs().max().item() <= 1e-6, key
+
+
+@pytest.mark.parametrize("name", [*ENCODERS, "tiny-gpt2"])
+def test_ia3_export_loads_in_peft_with_the_same_logits(tiny_model, tmp_path, name):
+    base, ours, method, family = with_ia3(tiny_model, name)
+    with torch.no_grad():  # a trained head: the export must carry it
+        for n, p in ours.named_parameters():
+            if is_head_parameter(family, n):
+                p.add_(0.5)
+    export_peft(method, ours, family, tmp_path)
+    loaded = peft.PeftModel.from_pretrained(base, tmp_path).eval()
+    assert (logits(ours) - logits(loaded)).abs().max().item() <= 1e-6
