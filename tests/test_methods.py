@@ -439,6 +439,18 @@ def test_bad_input_at_apply(tiny_model, family_name, overrides, message):
         method.apply(model, get_family(cfg.model.family))
 
 
+def test_bitfit_refuses_a_backbone_without_biases(tiny_model):
+    """Nothing to train but the head is a mistake to report, not a run (bias-free decoders)."""
+    model, _ = tiny_model("tiny-bert")
+    for module in model.modules():
+        if isinstance(getattr(module, "bias", None), torch.nn.Parameter):
+            module.bias = None
+    method = build_method(compose(["method=bitfit"]).method)
+    with pytest.raises(UserError, match="this model of family 'bert' has none"):
+        method.apply(model, get_family("bert"))
+    assert all(p.requires_grad for p in model.parameters())  # refused before freezing anything
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
