@@ -114,6 +114,23 @@ FAMILIES: dict[str, Family] = {
         output_dropouts=("resid_dropout", "dropout"),  # after attn.c_proj, after mlp.c_proj
         decoder=True,
     ),
+    # Llama, and every model with its module names (Qwen2, Mistral): pre-RMSNorm decoder blocks,
+    # grouped-query attention (k, v map d -> n_kv_heads · head_dim), a gated FFN
+    # down(act(gate x) ⊙ up x) whose ffn_in site is both gate_proj and up_proj, no dropout modules.
+    "llama": Family(
+        name="llama",
+        sites={
+            "q": Site(r"model\.layers\.\d+\.self_attn\.q_proj$"),
+            "k": Site(r"model\.layers\.\d+\.self_attn\.k_proj$"),
+            "v": Site(r"model\.layers\.\d+\.self_attn\.v_proj$"),
+            "o": Site(r"model\.layers\.\d+\.self_attn\.o_proj$"),
+            "ffn_in": Site(r"model\.layers\.\d+\.mlp\.(gate_proj|up_proj)$"),
+            "ffn_out": Site(r"model\.layers\.\d+\.mlp\.down_proj$"),
+        },
+        head_prefixes=("score.",),
+        block_pattern=r"model\.layers\.(\d+)\.",
+        decoder=True,
+    ),
 }
 
 

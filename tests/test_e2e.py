@@ -463,7 +463,10 @@ def test_table11_hparams(model):
 
 
 # One row per decoder family: the tiny model and its LoRA r=8 count on q and v (2 blocks).
-DECODERS = [("tiny-gpt2", 2 * 2 * (32 * 8 + 8 * 32))]
+DECODERS = [
+    ("tiny-gpt2", 2 * 2 * (32 * 8 + 8 * 32)),
+    ("tiny-llama", 2 * 8 * ((32 + 32) + (32 + 16))),  # grouped queries: W_v is 32 -> 16
+]
 
 
 @pytest.mark.slow  # ~40 s on 2 cores: Lightning's import, training, METEOR's paraphrase table

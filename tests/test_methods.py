@@ -117,6 +117,12 @@ TINY = {
         outside=lambda a: (a.arch.vocab_size + a.arch.n_positions) * a.d + 2 * a.d,
         biases=lambda a: a.layers * 11 * a.d + a.d,
     ),
+    "tiny-llama": TinyFamily(  # q, o: d²; k, v: d d_kv; gate, up, down: d f; two RMSNorms
+        block=lambda a: 2 * a.d * a.d + 2 * a.d * a.d_kv + 3 * a.d * a.f + 2 * a.d,
+        outside=lambda a: a.arch.vocab_size * a.d + a.d,  # token embeddings, final RMSNorm
+        biases=None,
+        ffn_in_matrices=2,
+    ),
 }
 FAMILIES = tuple(TINY)
 
@@ -429,6 +435,7 @@ def test_adapters_cannot_merge(tiny_model):
         ("tiny-roberta", ["method=prefix_embed"], "GPT-2 family only"),
         ("tiny-deberta", ["method=prefix_layer"], "not to model family 'deberta_v2'"),
         ("tiny-gpt2", ["method=prefix_embed", "method.l_p=120", "method.l_i=8"], "leave no room"),
+        ("tiny-llama", ["method=bitfit"], "family 'llama' has none; use a config with biases"),
     ],
 )
 def test_bad_input_at_apply(tiny_model, family_name, overrides, message):
@@ -437,6 +444,15 @@ def test_bad_input_at_apply(tiny_model, family_name, overrides, message):
     method = build_method(cfg.method)
     with pytest.raises(UserError, match=message):
         method.apply(model, get_family(cfg.model.family))
+
+
+def test_bitfit_trains_llama_attention_biases_where_the_config_sets_them():
+    """`attention_bias` gives q, k, v and o biases: L (d + 2 d_kv + d) = 2 (32 + 16 + 16 + 32)."""
+    from lora_exp.dry_run import dry_counts
+
+    cfg = compose(["model=tiny-llama", "method=bitfit", "++model.arch.attention_bias=true"])
+    counts, _ = dry_counts(cfg)
+    assert counts["params/trainable"] == 192
 
 
 def test_bitfit_refuses_a_backbone_without_biases(tiny_model):
@@ -479,6 +495,10 @@ PLACEMENT = {
     },
     ("tiny-gpt2", "adapter_p"): {"mlp.dropout": "AfterSublayer"},  # pre-LN: no block LayerNorm
     ("tiny-gpt2", "adapter_d"): {"mlp.dropout": "AfterSublayer"},
+    ("tiny-llama", "adapter_h"): {  # no dropout modules: the projections' own outputs
+        "self_attn.o_proj": "AfterSublayer",
+        "mlp.down_proj": "AfterSublayer",
+    },
 }
 
 

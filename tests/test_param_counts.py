@@ -38,6 +38,8 @@ class Count:
 
 BEYOND_PAPER = (
     Count("roberta-large", "ia3", {}, 147_456),  # 24 (1024 + 1024 + 4096), ia3.py
+    Count("llama-7b", "lora", {"rank": 8, "targets": ["q", "v"]}, 4_194_304),  # 32 · 2 · 8 · 8192
+    Count("llama-7b", "ia3", {}, 614_400),  # 32 (4096 + 4096 + 11008)
 )
 
 

@@ -31,7 +31,7 @@ from tests.conftest import compose
 peft = pytest.importorskip("peft")
 
 # Families whose sites are whole modules, which PEFT targets as we do: one row per family.
-PLAIN = ["tiny-bert", "tiny-roberta", "tiny-deberta"]
+PLAIN = ["tiny-bert", "tiny-roberta", "tiny-deberta", "tiny-llama"]
 ALL = "q,k,v,o,ffn_in,ffn_out"
 
 
@@ -106,6 +106,7 @@ def test_gpt2_qv_slice_equals_direct_computation(tiny_model):
         ("tiny-roberta", ALL),
         ("tiny-deberta", "q,v"),
         ("tiny-gpt2", "o,ffn_out"),
+        ("tiny-llama", ALL),
     ],
 )
 def test_export_loads_in_peft_with_the_same_logits(tiny_model, tmp_path, name, targets):
