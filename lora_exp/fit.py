@@ -175,9 +175,11 @@ def prepare_for_training(cfg: DictConfig, model, method, family, record: dict, r
 def run_measurements(cfg: DictConfig):
     """The callback that measures latency, memory and throughput of every run (issue 5)."""
     from lora_exp.measure.run_metrics import RunMeasurements
+    from lora_exp.models import get_family
 
     measure_cfg = cfg.get("measure") or {}
     return RunMeasurements(
+        get_family(cfg.model.family),
         latency_batch_size=measure_cfg.get("latency_batch_size", 1),
         latency_seq_len=measure_cfg.get("latency_seq_len", 128),
         latency_trials=measure_cfg.get("latency_trials", 20),

@@ -49,15 +49,28 @@ class Family:
             (Sec. 5.1; microsoft/LoRA#16). For BERT and DeBERTa-v2 the pooler belongs to the head,
             so the head has the same shape as RoBERTa's (dense -> tanh -> projection).
         block_pattern: regex whose group 1 is the transformer block index of a parameter name.
+        output_dropouts: names of the dropout module beside a sub-layer's output projection
+            (`o`, `ffn_out`), whose output the bottleneck adapters read (methods/adapter.py);
+            empty where the projection's output is the sub-layer's output (no dropout module).
+        position_offset: rows of the position table no token can use. RoBERTa numbers positions
+            from padding_idx + 1 = 2 (`create_position_ids_from_input_ids`), so of its 514 rows
+            a sequence can use 512.
+        decoder: a decoder-only language model; the latency benchmarks time its LM head (the
+            paper's Table 1 setting, GPT-2 medium) unless asked for another.
     """
 
     name: str
     sites: dict[str, Site]
     head_prefixes: tuple[str, ...]
     block_pattern: str
+    output_dropouts: tuple[str, ...] = ()
+    position_offset: int = 0
+    decoder: bool = False
 
 
-def _bert_like(name: str, base: str, q: str, k: str, v: str, head: tuple[str, ...]) -> Family:
+def _bert_like(
+    name: str, base: str, q: str, k: str, v: str, head: tuple[str, ...], position_offset: int = 0
+) -> Family:
     layer = rf"{base}\.encoder\.layer\.\d+\."
     return Family(
         name=name,
@@ -73,12 +86,16 @@ def _bert_like(name: str, base: str, q: str, k: str, v: str, head: tuple[str, ..
         },
         head_prefixes=head,
         block_pattern=rf"{base}\.encoder\.layer\.(\d+)\.",
+        output_dropouts=("dropout",),  # BertSelfOutput / BertOutput: dense -> dropout -> LN
+        position_offset=position_offset,
     )
 
 
 FAMILIES: dict[str, Family] = {
     "bert": _bert_like("bert", "bert", "query", "key", "value", ("bert.pooler.", "classifier.")),
-    "roberta": _bert_like("roberta", "roberta", "query", "key", "value", ("classifier.",)),
+    "roberta": _bert_like(
+        "roberta", "roberta", "query", "key", "value", ("classifier.",), position_offset=2
+    ),
     "deberta_v2": _bert_like(
         "deberta_v2", "deberta", "query_proj", "key_proj", "value_proj", ("pooler.", "classifier.")
     ),
@@ -94,6 +111,25 @@ FAMILIES: dict[str, Family] = {
         },
         head_prefixes=("score.",),
         block_pattern=r"transformer\.h\.(\d+)\.",
+        output_dropouts=("resid_dropout", "dropout"),  # after attn.c_proj, after mlp.c_proj
+        decoder=True,
+    ),
+    # Llama, and every model with its module names (Qwen2, Mistral): pre-RMSNorm decoder blocks,
+    # grouped-query attention (k, v map d -> n_kv_heads · head_dim), a gated FFN
+    # down(act(gate x) ⊙ up x) whose ffn_in site is both gate_proj and up_proj, no dropout modules.
+    "llama": Family(
+        name="llama",
+        sites={
+            "q": Site(r"model\.layers\.\d+\.self_attn\.q_proj$"),
+            "k": Site(r"model\.layers\.\d+\.self_attn\.k_proj$"),
+            "v": Site(r"model\.layers\.\d+\.self_attn\.v_proj$"),
+            "o": Site(r"model\.layers\.\d+\.self_attn\.o_proj$"),
+            "ffn_in": Site(r"model\.layers\.\d+\.mlp\.(gate_proj|up_proj)$"),
+            "ffn_out": Site(r"model\.layers\.\d+\.mlp\.down_proj$"),
+        },
+        head_prefixes=("score.",),
+        block_pattern=r"model\.layers\.(\d+)\.",
+        decoder=True,
     ),
 }
 
@@ -244,6 +280,30 @@ def _hub_errors(model_cfg: DictConfig, what: str):
             f"for an untrained model of the same architecture. ({type(exc).__name__}: "
             f"{str(exc).splitlines()[0] if str(exc) else ''})"
         ) from exc
+
+
+def input_positions(family: Family, config) -> int:
+    """Tokens one sequence can hold: the position table's rows less `family.position_offset`."""
+    rows = getattr(config, "n_positions", None) or config.max_position_embeddings
+    return rows - family.position_offset
+
+
+def family_of(model) -> Family:
+    """The family whose block pattern names `model`'s parameters (also inside a PEFT wrapper).
+
+    For code that holds a model but not its config, e.g. the benchmarks' random batches.
+
+    Raises:
+        UserError: if no family's blocks are found in the model.
+    """
+    names = [name for name, _ in model.named_parameters()]
+    for family in FAMILIES.values():
+        # From the start of a dotted part: one family's prefix never matches inside a longer name.
+        pattern = re.compile(rf"(?:^|\.){family.block_pattern}")
+        if any(pattern.search(name) for name in names):
+            return family
+    known = ", ".join(FAMILIES)
+    raise UserError(f"{type(model).__name__} has no blocks of a known family ({known})")
 
 
 def block_index(family: Family, param_name: str) -> int | None:

@@ -462,12 +462,22 @@ def test_table11_hparams(model):
 # --- a tiny run through run.py -------------------------------------------------------------------
 
 
+# One row per decoder family: the tiny model and its LoRA r=8 count on q and v (2 blocks).
+DECODERS = [
+    ("tiny-gpt2", 2 * 2 * (32 * 8 + 8 * 32)),
+    ("tiny-llama", 2 * 8 * ((32 + 32) + (32 + 16))),  # grouped queries: W_v is 32 -> 16
+]
+
+
 @pytest.mark.slow  # ~40 s on 2 cores: Lightning's import, training, METEOR's paraphrase table
 @needs_java
-def test_tiny_run_writes_a_record_with_the_e2e_metrics(e2e_dir, bpe_dir, tmp_path):
+@pytest.mark.parametrize(("model", "trainable"), DECODERS)
+def test_tiny_run_writes_a_record_with_the_e2e_metrics(
+    e2e_dir, bpe_dir, tmp_path, model, trainable
+):
     run_dir = tmp_path / "run"
     result = run_cli([
-        "model=tiny-gpt2", f"model.tokenizer={bpe_dir}", "method=lora", "task=e2e",
+        f"model={model}", f"model.tokenizer={bpe_dir}", "method=lora", "task=e2e",
         f"task.data_dir={e2e_dir}", "task.max_seq_len=96", "task.generation.num_beams=2",
         "task.generation.max_new_tokens=8", "lr=1e-2", "batch_size=4", "epochs=2",
         "trainer.enable_progress_bar=false", "logger=csv",
@@ -485,7 +495,7 @@ def test_tiny_run_writes_a_record_with_the_e2e_metrics(e2e_dir, bpe_dir, tmp_pat
     assert record["best"]["val/loss"] == min(h["val/loss"] for h in record["history"])
     assert record["task"]["test_inputs"] == 3 and record["task"]["ptb_tokenizer"] == "java"
     assert record["task"]["split_sizes_used"] == {"train": 9, "validation": 3, "test": 6}
-    assert record["params"]["params/trainable"] == 2 * 2 * (32 * 8 + 8 * 32)  # 2 blocks, q and v
+    assert record["params"]["params/trainable"] == trainable
     hyp = (run_dir / "predictions" / "test_hyp.txt").read_text().splitlines()
     refs = (run_dir / "predictions" / "test_ref.txt").read_text().split("\n\n")
     assert len(hyp) == 3 and [len(g.strip().splitlines()) for g in refs] == [3, 1, 2]

@@ -29,18 +29,17 @@ from lora_exp.methods.adapter import AfterSublayer, AroundPostLN
 from lora_exp.models import Family, block_index, get_family, is_head_parameter
 from tests.conftest import CONF, compose
 
-FAMILIES = ("tiny-bert", "tiny-roberta", "tiny-deberta", "tiny-gpt2")
-
 
 @dataclass(frozen=True)
 class Arch:
     """The architecture numbers a closed form reads (conf/model/tiny-*.yaml: 2 blocks of width
-    32, feed-forward width 64, GPT-2's 4 d = 128)."""
+    32, feed-forward width 64, GPT-2's 4 d = 128), and the tiny model's row of `TINY`."""
 
-    family: str  # the family key: bert, roberta, deberta_v2, gpt2
+    model: str  # the tiny model, a key of TINY
     d: int
     layers: int
     f: int  # feed-forward width
+    d_kv: int  # width of W_k and W_v's output: n_kv_heads · head_dim (d without grouped queries)
     arch: DictConfig  # the rest: vocabulary, positions
 
     @classmethod
@@ -48,15 +47,84 @@ class Arch:
         arch = cfg.model.arch
         d = arch.get("hidden_size") or arch.n_embd
         layers = arch.get("num_hidden_layers") or arch.n_layer
-        return cls(cfg.model.family, d, layers, arch.get("intermediate_size") or 4 * d, arch)
+        heads = arch.get("num_attention_heads") or arch.n_head
+        kv_heads = arch.get("num_key_value_heads") or heads
+        f = arch.get("intermediate_size") or 4 * d
+        return cls(cfg.model.name, d, layers, f, d // heads * kv_heads, arch)
+
+    @property
+    def row(self) -> TinyFamily:
+        return TINY[self.model]
+
+    @property
+    def ffn_in(self) -> int:
+        """How many matrices the ffn_in site maps per block."""
+        return self.row.ffn_in_matrices
 
     def block_size(self) -> int:
         """Parameters of one transformer block (the FTTop2 closed form)."""
-        d, f = self.d, self.f
-        if self.family == "gpt2":
-            return 12 * d * d + 13 * d  # f = 4d
-        extra = 2 * (d * d + d) if self.family == "deberta_v2" else 0  # pos_key/query_proj
-        return 4 * d * d + 2 * d * f + 9 * d + f + extra
+        return self.row.block(self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TinyFamily:
+    """One row per model family: its tiny model's parameter arithmetic, head excluded.
+
+    Attributes:
+        block: parameters of one transformer block.
+        outside: backbone parameters outside the blocks (embeddings, final LayerNorm).
+        biases: the backbone's bias parameters (BitFit), None for a backbone without biases.
+        ffn_in_matrices: matrices at the ffn_in site of a block (2 for a gated FFN).
+    """
+
+    block: Callable[[Arch], int]
+    outside: Callable[[Arch], int]
+    biases: Callable[[Arch], int] | None
+    ffn_in_matrices: int = 1
+
+
+def bert_block(a: Arch) -> int:
+    """q, k, v, o (d² + d each), FFN (2 d f + f + d), two LayerNorms (4 d)."""
+    return 4 * a.d * a.d + 2 * a.d * a.f + 9 * a.d + a.f
+
+
+def bert_outside(a: Arch) -> int:
+    """Word, token-type and absolute position embeddings and their LayerNorm."""
+    arch = a.arch
+    return (arch.vocab_size + arch.type_vocab_size + arch.max_position_embeddings) * a.d + 2 * a.d
+
+
+def bert_biases(a: Arch) -> int:
+    """q, k, v, o, the FFN's two, two LayerNorms per block, and the embedding LayerNorm."""
+    return a.layers * (4 * a.d + a.f + a.d + 2 * a.d) + a.d
+
+
+# tiny model -> its family's arithmetic: one row per family.
+TINY = {
+    "tiny-bert": TinyFamily(block=bert_block, outside=bert_outside, biases=bert_biases),
+    "tiny-roberta": TinyFamily(block=bert_block, outside=bert_outside, biases=bert_biases),
+    "tiny-deberta": TinyFamily(  # + pos_key_proj, pos_query_proj; relative, not absolute positions
+        block=lambda a: bert_block(a) + 2 * (a.d * a.d + a.d),
+        outside=lambda a: (
+            (a.arch.vocab_size + a.arch.type_vocab_size) * a.d
+            + 2 * a.d
+            + 2 * a.arch.max_position_embeddings * a.d
+        ),
+        biases=lambda a: bert_biases(a) + a.layers * 2 * a.d,
+    ),
+    "tiny-gpt2": TinyFamily(  # f = 4d; token and position embeddings, final LayerNorm ln_f
+        block=lambda a: 12 * a.d * a.d + 13 * a.d,
+        outside=lambda a: (a.arch.vocab_size + a.arch.n_positions) * a.d + 2 * a.d,
+        biases=lambda a: a.layers * 11 * a.d + a.d,
+    ),
+    "tiny-llama": TinyFamily(  # q, o: d²; k, v: d d_kv; gate, up, down: d f; two RMSNorms
+        block=lambda a: 2 * a.d * a.d + 2 * a.d * a.d_kv + 3 * a.d * a.f + 2 * a.d,
+        outside=lambda a: a.arch.vocab_size * a.d + a.d,  # token embeddings, final RMSNorm
+        biases=None,
+        ffn_in_matrices=2,
+    ),
+}
+FAMILIES = tuple(TINY)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,23 +151,26 @@ class MethodCase:
 
 
 def full_ft_count(a: Arch) -> int:
-    """Every backbone parameter: embeddings, blocks, final LayerNorm (GPT-2)."""
-    arch, d = a.arch, a.d
-    if a.family == "gpt2":
-        return arch.vocab_size * d + arch.n_positions * d + a.layers * a.block_size() + 2 * d
-    emb = (arch.vocab_size + arch.type_vocab_size) * d + 2 * d
-    emb += 2 * arch.max_position_embeddings * d if a.family == "deberta_v2" else 0  # rel. emb.
-    emb += arch.max_position_embeddings * d if a.family != "deberta_v2" else 0  # abs. positions
-    return emb + a.layers * a.block_size()
+    """Every backbone parameter: outside the blocks, and L blocks."""
+    return a.row.outside(a) + a.layers * a.block_size()
 
 
 def bitfit_count(a: Arch) -> int:
-    """Every backbone bias (bitfit.py's formula; DeBERTa adds pos_key/query_proj biases)."""
-    d = a.d
-    if a.family == "gpt2":
-        return a.layers * 11 * d + d
-    extra = 2 * d if a.family == "deberta_v2" else 0
-    return a.layers * (4 * d + a.f + d + 2 * d + extra) + d
+    """Every backbone bias (bitfit.py's formula, per family)."""
+    return a.row.biases(a)
+
+
+def lora_count(a: Arch, r: int, targets: tuple[str, ...]) -> int:
+    """r (d_in + d_out) per adapted matrix (lora.py); k and v are d -> d_kv, the FFN d <-> f."""
+    shapes = {
+        "q": [(a.d, a.d)],
+        "k": [(a.d, a.d_kv)],
+        "v": [(a.d, a.d_kv)],
+        "o": [(a.d, a.d)],
+        "ffn_in": [(a.d, a.f)] * a.ffn_in,
+        "ffn_out": [(a.f, a.d)],
+    }
+    return a.layers * sum(r * (i + o) for t in targets for i, o in shapes[t])
 
 
 def bottleneck(a: Arch, r: int = 4) -> int:
@@ -134,6 +205,7 @@ CASES = {
         intended=lambda name, *_: name.endswith(".bias"),
         starts_as_base=True,
         merges=False,
+        families=tuple(name for name, row in TINY.items() if row.biases),
     ),
     "ft_top2": MethodCase(
         overrides=("method=ft_top2", "method.num_top_layers=1"),
@@ -144,21 +216,21 @@ CASES = {
     ),
     "lora": MethodCase(
         overrides=("method=lora", "rank=4", "targets=[q,v]"),
-        closed_form=lambda a: a.layers * 2 * 4 * (a.d + a.d),
+        closed_form=lambda a: lora_count(a, 4, ("q", "v")),
         intended=lora_parameter,
         starts_as_base=True,
         merges=True,
     ),
     "lora_all": MethodCase(
         overrides=("method=lora", "rank=2", "targets=[q,k,v,o,ffn_in,ffn_out]"),
-        closed_form=lambda a: a.layers * 2 * (4 * 2 * a.d + 2 * (a.d + a.f)),
+        closed_form=lambda a: lora_count(a, 2, ("q", "k", "v", "o", "ffn_in", "ffn_out")),
         intended=lora_parameter,
         starts_as_base=True,
         merges=True,
     ),
     "ia3": MethodCase(
         overrides=("method=ia3",),
-        closed_form=lambda a: a.layers * (a.d + a.d + a.f),  # l_k, l_v, l_ff per block
+        closed_form=lambda a: a.layers * (a.d_kv + a.d_kv + a.f),  # l_k, l_v, l_ff per block
         intended=lambda name, *_: name.endswith(".ia3_l"),
         starts_as_base=True,
         merges=True,
@@ -363,6 +435,7 @@ def test_adapters_cannot_merge(tiny_model):
         ("tiny-roberta", ["method=prefix_embed"], "GPT-2 family only"),
         ("tiny-deberta", ["method=prefix_layer"], "not to model family 'deberta_v2'"),
         ("tiny-gpt2", ["method=prefix_embed", "method.l_p=120", "method.l_i=8"], "leave no room"),
+        ("tiny-llama", ["method=bitfit"], "family 'llama' has none; use a config with biases"),
     ],
 )
 def test_bad_input_at_apply(tiny_model, family_name, overrides, message):
@@ -371,6 +444,27 @@ def test_bad_input_at_apply(tiny_model, family_name, overrides, message):
     method = build_method(cfg.method)
     with pytest.raises(UserError, match=message):
         method.apply(model, get_family(cfg.model.family))
+
+
+def test_bitfit_trains_llama_attention_biases_where_the_config_sets_them():
+    """`attention_bias` gives q, k, v and o biases: L (d + 2 d_kv + d) = 2 (32 + 16 + 16 + 32)."""
+    from lora_exp.dry_run import dry_counts
+
+    cfg = compose(["model=tiny-llama", "method=bitfit", "++model.arch.attention_bias=true"])
+    counts, _ = dry_counts(cfg)
+    assert counts["params/trainable"] == 192
+
+
+def test_bitfit_refuses_a_backbone_without_biases(tiny_model):
+    """Nothing to train but the head is a mistake to report, not a run (bias-free decoders)."""
+    model, _ = tiny_model("tiny-bert")
+    for module in model.modules():
+        if isinstance(getattr(module, "bias", None), torch.nn.Parameter):
+            module.bias = None
+    method = build_method(compose(["method=bitfit"]).method)
+    with pytest.raises(UserError, match="this model of family 'bert' has none"):
+        method.apply(model, get_family("bert"))
+    assert all(p.requires_grad for p in model.parameters())  # refused before freezing anything
 
 
 @pytest.mark.parametrize(
@@ -401,6 +495,10 @@ PLACEMENT = {
     },
     ("tiny-gpt2", "adapter_p"): {"mlp.dropout": "AfterSublayer"},  # pre-LN: no block LayerNorm
     ("tiny-gpt2", "adapter_d"): {"mlp.dropout": "AfterSublayer"},
+    ("tiny-llama", "adapter_h"): {  # no dropout modules: the projections' own outputs
+        "self_attn.o_proj": "AfterSublayer",
+        "mlp.down_proj": "AfterSublayer",
+    },
 }
 
 

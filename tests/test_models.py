@@ -35,3 +35,22 @@ def test_fused_tanh_gelu_is_gpt2s_gelu_new():
     (g_fused,) = torch.autograd.grad(y_fused.sum(), x)
     (g_reference,) = torch.autograd.grad(y_reference.sum(), x)
     torch.testing.assert_close(g_fused, g_reference, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("name", "family", "positions"),
+    [("tiny-bert", "bert", 130), ("tiny-roberta", "roberta", 128), ("tiny-gpt2", "gpt2", 128)],
+)
+def test_family_of_a_model_and_the_positions_its_input_may_use(tiny_model, name, family, positions):
+    """RoBERTa's position ids start at padding_idx + 1 = 2: 128 of its 130 rows are usable, and a
+    longer benchmark batch fails at once rather than inside the embedding lookup."""
+    from lora_exp.errors import UserError
+    from lora_exp.measure import bench
+    from lora_exp.models import family_of, input_positions
+
+    model, _ = tiny_model(name)
+    assert family_of(model).name == family
+    assert input_positions(family_of(model), model.config) == positions
+    assert bench.random_batch(model, 1, positions, "cpu", 0).shape == (1, positions)
+    with pytest.raises(UserError, match=f"seq_len {positions + 1} exceeds the model's {positions}"):
+        bench.random_batch(model, 1, positions + 1, "cpu", 0)

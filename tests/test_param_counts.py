@@ -2,7 +2,9 @@
 
 Every row of `lora_exp/measure/paper_counts.py` (the CSV of exact counts, and the GPT-3 rows of
 Tables 4, 5 and 15 for LoRA, AdapterH and prefix tuning) is dry-run on the meta device and must
-give the exact count. One meta model per architecture is built and copied, so this takes seconds.
+give the exact count. `BEYOND_PAPER` does the same for models and methods the paper does not
+have, with the counts their docstrings' formulas give. One meta model per architecture is built and
+copied, so this takes seconds.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import copy
 import csv
 import re
+from dataclasses import dataclass, field
 from functools import cache
 
 import pytest
@@ -23,7 +26,24 @@ from tests.conftest import ROOT, compose
 SHARED_CSV = ROOT.parent / "shared" / "paper" / "param_counts.csv"
 
 
-def overrides(row: PaperCount) -> list[str]:
+@dataclass(frozen=True)
+class Count:
+    """An exact dry-run count of a configuration the paper does not print (head excluded)."""
+
+    model: str
+    method: str
+    settings: dict = field(default_factory=dict)
+    exact: int = 0
+
+
+BEYOND_PAPER = (
+    Count("roberta-large", "ia3", {}, 147_456),  # 24 (1024 + 1024 + 4096), ia3.py
+    Count("llama-7b", "lora", {"rank": 8, "targets": ["q", "v"]}, 4_194_304),  # 32 · 2 · 8 · 8192
+    Count("llama-7b", "ia3", {}, 614_400),  # 32 (4096 + 4096 + 11008)
+)
+
+
+def overrides(row: PaperCount | Count) -> list[str]:
     """The command-line overrides of a row's configuration."""
     out = [f"model={row.model}", f"method={row.method}"]
     for key, value in row.settings.items():
@@ -54,7 +74,7 @@ def base_config(model_name: str, method_name: str):
     return cfg
 
 
-def row_config(row: PaperCount):
+def row_config(row: PaperCount | Count):
     """compose(overrides(row)), without composing: the (model, method) config plus the settings."""
     cfg = base_config(row.model, row.method)
     for key, value in row.settings.items():
@@ -72,6 +92,14 @@ def test_dry_run_count_is_exact(row):
     assert counts["params/percent_of_base"] == pytest.approx(100 * row.exact / base, abs=1e-6)
     if row.method == "full_ft":
         assert row.exact == base
+
+
+@pytest.mark.parametrize("row", BEYOND_PAPER, ids=lambda r: " ".join(overrides(r)))
+def test_dry_run_count_beyond_the_paper(row):
+    cfg = row_config(row)
+    counts, _ = dry_counts(cfg, model=copy.deepcopy(meta_model(row.model)))
+    assert counts["params/trainable"] == row.exact
+    assert paper_count(cfg) is None
 
 
 def test_row_config_equals_compose():

@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from lora_exp.errors import UserError
+from lora_exp.models import family_of, input_positions
 from lora_exp.records import SCHEMA_VERSION, config_hash, environment, utc_now, write_json_atomic
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
@@ -103,16 +104,16 @@ def build_model(model_cfg: DictConfig, head: str, device: torch.device, dtype, s
     return model.to(dtype=dtype)
 
 
-def max_positions(model: nn.Module) -> int:
-    config = model.config
-    return getattr(config, "n_positions", None) or config.max_position_embeddings
-
-
 def random_batch(model: nn.Module, batch: int, seq: int, device, seed: int) -> torch.Tensor:
-    """Token ids (batch, seq) drawn from the vocabulary, avoiding the pad id (no padding)."""
+    """Token ids (batch, seq) drawn from the vocabulary, avoiding the pad id (no padding).
+
+    Raises:
+        UserError: if `seq` exceeds the positions a sequence of the family can use.
+    """
     config = model.config
-    if seq > max_positions(model) - (2 if config.model_type == "roberta" else 0):
-        raise UserError(f"seq_len {seq} exceeds the model's {max_positions(model)} positions")
+    positions = input_positions(family_of(model), config)
+    if seq > positions:
+        raise UserError(f"seq_len {seq} exceeds the model's {positions} positions")
     generator = torch.Generator().manual_seed(seed)
     ids = torch.randint(3, config.vocab_size, (batch, seq), generator=generator)
     ids[ids == config.pad_token_id] = 3

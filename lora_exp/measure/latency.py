@@ -145,7 +145,7 @@ def run_latency(
     dtype = ("fp16" if dev.type == "cuda" else "fp32") if dtype == "auto" else dtype
     model_cfg = bench.model_config(model_name)
     family = get_family(model_cfg.family)
-    head = ("lm" if model_cfg.family == "gpt2" else "cls") if head == "auto" else head
+    head = ("lm" if family.decoder else "cls") if head == "auto" else head
     graphs = graphs and dev.type == "cuda"
     notes = [] if dev.type == "cuda" else ["CUDA graphs need a GPU: on the CPU only eager timings"]
     rows, info, checks = [], {}, {}

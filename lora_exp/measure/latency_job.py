@@ -143,6 +143,7 @@ def main(cfg: DictConfig) -> dict | None:
     from hydra.core.hydra_config import HydraConfig
 
     from lora_exp.measure import bench
+    from lora_exp.models import get_family
     from lora_exp.records import config_hash, write_json_atomic
     from lora_exp.resume import find_success
 
@@ -153,8 +154,8 @@ def main(cfg: DictConfig) -> dict | None:
         cuda = bench.resolve_device(config["device"]).type == "cuda"
         config["dtype"] = "fp16" if cuda else "fp32"
     if config["head"] == "auto":
-        family = bench.model_config(config["model"]["name"]).family
-        config["head"] = "lm" if family == "gpt2" else "cls"
+        family = get_family(bench.model_config(config["model"]["name"]).family)
+        config["head"] = "lm" if family.decoder else "cls"
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode.name == "MULTIRUN"

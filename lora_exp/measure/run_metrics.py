@@ -25,6 +25,7 @@ import lightning as L
 import torch
 
 from lora_exp.measure.timing import Runner, default_timer, interleave
+from lora_exp.models import Family, input_positions
 
 
 def _synchronize(device: torch.device) -> None:
@@ -36,11 +37,19 @@ class RunMeasurements(L.Callback):
     """Collects throughput, peak memory and final latency into `self.results`.
 
     Args:
+        family: the model's family (how many positions a sequence may use).
         latency_batch_size, latency_seq_len: the input of the latency measurement.
         latency_trials: timed forward passes (after `latency_trials // 5 + 1` untimed ones).
     """
 
-    def __init__(self, latency_batch_size: int = 1, latency_seq_len: int = 128, latency_trials=20):
+    def __init__(
+        self,
+        family: Family,
+        latency_batch_size: int = 1,
+        latency_seq_len: int = 128,
+        latency_trials=20,
+    ):
+        self.family = family
         self.latency_shape = (int(latency_batch_size), int(latency_seq_len))
         self.latency_trials = int(latency_trials)
         self.results: dict[str, float | int | str] = {}
@@ -107,14 +116,18 @@ class RunMeasurements(L.Callback):
         autocast = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(trainer.precision)
         self.results.update(
             forward_latency(
-                pl_module.model, *self.latency_shape, trials=self.latency_trials, autocast=autocast
+                pl_module.model,
+                self.family,
+                *self.latency_shape,
+                trials=self.latency_trials,
+                autocast=autocast,
             )
         )
 
 
 @torch.no_grad()
 def forward_latency(
-    model: torch.nn.Module, batch: int, seq: int, trials: int = 20, autocast=None
+    model: torch.nn.Module, family: Family, batch: int, seq: int, trials: int = 20, autocast=None
 ) -> dict:
     """Median milliseconds of one forward pass of `model` (as it is now: merged or not).
 
@@ -122,8 +135,7 @@ def forward_latency(
         autocast: the mixed-precision dtype the run trained under (None: the weights' dtype).
     """
     config = model.config
-    positions = getattr(config, "n_positions", None) or config.max_position_embeddings
-    seq = min(seq, positions - (2 if config.model_type == "roberta" else 0))
+    seq = min(seq, input_positions(family, config))
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(0)
     ids = torch.randint(3, config.vocab_size, (batch, seq), generator=generator).to(device)

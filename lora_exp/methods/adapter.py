@@ -18,7 +18,8 @@ L̂_Adpt adapters, L̂_LN trainable LayerNorms. Examples: RoBERTa-large AdapterH
 7,078,080 (7.1M, Table 4); GPT-2 large AdapterL r=8: 36 · (20,480 + 1,288) + 36 · 2,560 = 875,808.
 
 Placement (the "sub-layer output" is the projection back to d after its dropout, before the
-residual add; L = number of blocks):
+residual add; in a family with no dropout module there, the projection's output; L = number of
+blocks):
 
 * adapter_h (Houlsby et al. 2019): two per block, after the attention output and after the
   feed-forward output; swish, as the paper's code. L̂_Adpt = 2 L. (Houlsby et al. also
@@ -48,7 +49,6 @@ from lora_exp.methods.registry import register
 from lora_exp.models import Family, block_index
 
 ACTIVATIONS = {"relu": nn.ReLU, "swish": nn.SiLU, "gelu": nn.GELU, "tanh": nn.Tanh}
-DROPOUT_NAMES = ("resid_dropout", "dropout")  # the dropout on a sub-layer's output (GPT-2, BERT)
 
 
 class Bottleneck(nn.Module):
@@ -105,13 +105,21 @@ def sublayer_output(model: nn.Module, family: Family, site: str) -> list[tuple[s
     return [(n, m) for n, m in model.named_modules() if re.search(pattern, n)]
 
 
-def insertion_point(model: nn.Module, proj_name: str, post_ln: bool) -> tuple[str, type]:
-    """The module to wrap next to the sub-layer output projection `proj_name`, and how."""
+def insertion_point(
+    model: nn.Module, family: Family, proj_name: str, post_ln: bool
+) -> tuple[str, type]:
+    """The module to wrap next to the sub-layer output projection `proj_name`, and how.
+
+    The sub-layer's output is its dropout's (`family.output_dropouts`), or, in a family without
+    one, the projection's own output.
+    """
     parent_name = proj_name.rpartition(".")[0]
     parent = model.get_submodule(parent_name)
     if post_ln and isinstance(getattr(parent, "LayerNorm", None), nn.LayerNorm):
         return f"{parent_name}.LayerNorm", AroundPostLN
-    for child in DROPOUT_NAMES:
+    if not family.output_dropouts:
+        return proj_name, AfterSublayer
+    for child in family.output_dropouts:
         if hasattr(parent, child):
             return f"{parent_name}.{child}", AfterSublayer
     raise UserError(f"no output dropout next to {proj_name}: adapters cannot be placed here")
@@ -155,7 +163,7 @@ class BottleneckAdapters(Method):
                     continue
                 _, d = weight_dims(proj)  # the projection's output width: d_model
                 adapter = Bottleneck(d, self.rank, self.activation, self.layer_norm, proj.weight)
-                target, wrap = insertion_point(model, proj_name, self.post_ln)
+                target, wrap = insertion_point(model, family, proj_name, self.post_ln)
                 replace_module(model, target, wrap(model.get_submodule(target), adapter))
         for module in model.modules():
             if isinstance(module, Bottleneck):

@@ -14,6 +14,10 @@ RoBERTa-base (L=12, d=768, d_ffn=3072): 12 · 8,448 + 768 = 102,144 (the paper's
 A GPT-2-style decoder has L · 11 d + d (ln_f): 12,988,416 for GPT-3 175B, where Table 4 prints
 14.2M; the paper does not say which further vectors it counted.
 
+A backbone without bias vectors (Llama-style decoders, unless their config sets
+`attention_bias`/`mlp_bias`) leaves BitFit nothing to train: a UserError, not a run that trains
+only the head.
+
 Nothing to merge: the biases are the backbone's own parameters, so the trained model is a plain
 backbone with no extra latency.
 """
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from lora_exp.errors import UserError
 from lora_exp.methods.base import Method, freeze_all_but_head
 from lora_exp.methods.registry import register
 from lora_exp.models import Family, is_head_parameter
@@ -40,10 +45,20 @@ class BitFit(Method):
     table_order = 1
 
     def apply(self, model: nn.Module, family: Family) -> None:
+        biases = [
+            p
+            for n, p in model.named_parameters()
+            if is_bias(n) and not is_head_parameter(family, n)
+        ]
+        if not biases:
+            raise UserError(
+                f"method bitfit trains the backbone's bias vectors, and this model of family "
+                f"'{family.name}' has none; use a config with biases (Llama: "
+                "++model.arch.attention_bias=true) or another method"
+            )
         freeze_all_but_head(model, family)
-        for name, param in model.named_parameters():
-            if is_bias(name) and not is_head_parameter(family, name):
-                param.requires_grad = True
+        for param in biases:
+            param.requires_grad = True
 
     def describe(self) -> str:
         return "bitfit (all backbone biases + head)"
