@@ -158,8 +158,7 @@ class PrefixTuning(Method):
             raise UserError(
                 f"method {self.name} applies to the GPT-2 family only (where the paper uses "
                 f"prefix tuning, Tables 3 and 4), not to model family '{family.name}'; for this "
-                "model use lora, adapter_h, adapter_l, adapter_p, adapter_d, bitfit, ft_top2 or "
-                "full_ft"
+                "model choose another method (`python run.py --help` lists them)"
             )
 
     def apply(self, model: nn.Module, family: Family) -> None:
