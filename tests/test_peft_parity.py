@@ -99,6 +99,17 @@ def test_gpt2_qv_slice_equals_direct_computation(tiny_model):
     assert lora == ours.config.n_layer * 4 * d * 2
 
 
+def assert_export_loads_in_peft(base, ours, method, family, tmp_path) -> None:
+    """`export_peft` of `ours`, with a trained head, loads onto `base` with the same logits."""
+    with torch.no_grad():  # a trained head: the export must carry it
+        for n, p in ours.named_parameters():
+            if is_head_parameter(family, n):
+                p.add_(0.5)
+    export_peft(method, ours, family, tmp_path)
+    loaded = peft.PeftModel.from_pretrained(base, tmp_path).eval()
+    assert (logits(ours) - logits(loaded)).abs().max().item() <= 1e-6
+
+
 @pytest.mark.parametrize(
     ("name", "targets"),
     [
@@ -111,13 +122,7 @@ def test_gpt2_qv_slice_equals_direct_computation(tiny_model):
 )
 def test_export_loads_in_peft_with_the_same_logits(tiny_model, tmp_path, name, targets):
     base, ours, method, family = with_lora(tiny_model, name, targets)
-    with torch.no_grad():  # a trained head: the export must carry it
-        for n, p in ours.named_parameters():
-            if is_head_parameter(family, n):
-                p.add_(0.5)
-    export_peft(method, ours, family, tmp_path)
-    loaded = peft.PeftModel.from_pretrained(base, tmp_path).eval()
-    assert (logits(ours) - logits(loaded)).abs().max().item() <= 1e-6
+    assert_export_loads_in_peft(base, ours, method, family, tmp_path)
 
 
 def test_export_refuses_gpt2_fused_qv(tiny_model, tmp_path):
@@ -235,10 +240,4 @@ def test_same_logits_count_and_merge_as_peft_ia3(tiny_model, name):
 @pytest.mark.parametrize("name", [*PLAIN, "tiny-gpt2"])
 def test_ia3_export_loads_in_peft_with_the_same_logits(tiny_model, tmp_path, name):
     base, ours, method, family = with_ia3(tiny_model, name)
-    with torch.no_grad():  # a trained head: the export must carry it
-        for n, p in ours.named_parameters():
-            if is_head_parameter(family, n):
-                p.add_(0.5)
-    export_peft(method, ours, family, tmp_path)
-    loaded = peft.PeftModel.from_pretrained(base, tmp_path).eval()
-    assert (logits(ours) - logits(loaded)).abs().max().item() <= 1e-6
+    assert_export_loads_in_peft(base, ours, method, family, tmp_path)
