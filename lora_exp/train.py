@@ -191,7 +191,8 @@ def run_locked(cfg: DictConfig, record: dict, record_path: Path, start: float) -
     if writer:
         write_json_atomic(record_path, record)
     try:
-        from lora_exp.fit import add_import_time, fit_and_test
+        from lora_exp.fit import fit_and_test
+        from lora_exp.fit_record import add_import_time
 
         importing = time.perf_counter()
         import lightning  # noqa: F401  (the libraries every training run needs, timed as imports)
