@@ -18,6 +18,7 @@ import sys
 from omegaconf import DictConfig
 
 from lora_exp.errors import UserError
+from lora_exp.hydra_job import in_multirun
 from lora_exp.interrupts import trap_signals
 from lora_exp.records import redact
 
@@ -53,11 +54,3 @@ def run_main(cfg: DictConfig) -> None:
                 flush=True,
             )
             sys.exit(trap.exit_code)
-
-
-def in_multirun() -> bool:
-    """True inside one job of a Hydra multirun (sweep)."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN

@@ -19,7 +19,16 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from lora_exp.errors import UserError
+from lora_exp.fit_record import add_import_time, print_summary, record_measurements, record_timings
 from lora_exp.records import environment, redact
+from lora_exp.run_plan import dataloader_workers, plan_run, prepare_for_training, trains_on_cuda
+from lora_exp.trainer_build import (
+    build_loggers,
+    build_trainer,
+    checkpoint_callbacks,
+    quiet_library_logging,
+    run_measurements,
+)
 
 log = logging.getLogger("lora_exp")
 
@@ -98,21 +107,6 @@ def fit_and_test_generation(
     importing = time.perf_counter()
     import lightning as L
 
-    from lora_exp.fit import (
-        add_import_time,
-        build_loggers,
-        build_trainer,
-        checkpoint_callbacks,
-        dataloader_workers,
-        plan_run,
-        prepare_for_training,
-        print_summary,
-        quiet_library_logging,
-        record_measurements,
-        record_timings,
-        run_measurements,
-        trains_on_cuda,
-    )
     from lora_exp.generation_module import GenerationModule
     from lora_exp.measure.phases import PhaseTimer
     from lora_exp.methods import build_method

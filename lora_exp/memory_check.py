@@ -33,7 +33,7 @@ def estimate_bytes(cfg: DictConfig) -> tuple[int, str]:
     """(bytes this run needs per process at the least, how that number was made)."""
     from lora_exp.distributed import shards_parameters
     from lora_exp.dry_run import dry_counts
-    from lora_exp.fit import resolve_precision
+    from lora_exp.run_plan import resolve_precision
 
     counts, _ = dry_counts(cfg)
     total, trainable = counts["params/total"], counts["params/trainable_with_head"]

@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from lora_exp import checks, run_lock
 from lora_exp.distributed import check_layout, is_global_zero, layout
 from lora_exp.errors import UserError
+from lora_exp.hydra_job import in_multirun, run_dir_and_overrides
 from lora_exp.interrupts import interruption
 from lora_exp.measure.clock import process_age_s
 from lora_exp.memory_check import check_memory
@@ -45,21 +46,8 @@ log = logging.getLogger("lora_exp")
 RECORD_NAME = "record.json"
 
 
-def run_dir_and_overrides(cfg: DictConfig) -> tuple[Path, list[str]]:
-    """Hydra's output directory and the command-line overrides (or `cfg.run_dir` outside Hydra)."""
-    from hydra.core.hydra_config import HydraConfig
-
-    if HydraConfig.initialized():
-        hydra_cfg = HydraConfig.get()
-        return Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task)
-    if cfg.get("run_dir"):
-        return Path(cfg.run_dir), []
-    raise UserError("no run directory: run through run.py, or set run_dir in the config")
-
-
 def check_before_loading(cfg: DictConfig) -> None:
     """Validation that needs the model family and the method registry, still without torch."""
-    from lora_exp.cli import in_multirun
     from lora_exp.models import get_family
 
     checks.validate(cfg)
@@ -203,7 +191,8 @@ def run_locked(cfg: DictConfig, record: dict, record_path: Path, start: float) -
     if writer:
         write_json_atomic(record_path, record)
     try:
-        from lora_exp.fit import add_import_time, fit_and_test
+        from lora_exp.fit import fit_and_test
+        from lora_exp.fit_record import add_import_time
 
         importing = time.perf_counter()
         import lightning  # noqa: F401  (the libraries every training run needs, timed as imports)

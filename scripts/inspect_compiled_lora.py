@@ -27,7 +27,7 @@ def build(impl: str, d: int = 256) -> nn.Module:
     base = nn.Linear(d, d).requires_grad_(False)
     if impl == "lora_exp":
         layer = LoRALinear(base, 8, 16.0)
-        store_frozen_projections_in(layer)  # as fit.py does under bf16-mixed
+        store_frozen_projections_in(layer)  # as run_plan.py does under bf16-mixed
     else:
         from peft import LoraConfig, get_peft_model
 

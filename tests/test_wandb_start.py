@@ -9,7 +9,7 @@ import logging
 
 import pytest
 
-from lora_exp.fit import build_loggers
+from lora_exp.trainer_build import build_loggers
 from lora_exp.wandb_start import wandb_mode
 from tests.conftest import compose
 

@@ -9,7 +9,7 @@ needs a third of the memory and saves 10,000x less. Here, at the scale this proj
 `full_ft`, `lora`, `adapter_h`, `bitfit` (through the method registry) and PEFT's LoRA on the
 same modules, on random-initialised roberta-large and gpt2-medium (weights change none of these
 figures), batch 32, lengths 128 and 512, bf16 autocast with fp32 trainable weights (frozen
-projections stored in bf16 for lora_exp, as fit.py does) and fused AdamW on a GPU.
+projections stored in bf16 for lora_exp, as run_plan.py does) and fused AdamW on a GPU.
 A step is forward + backward + optimizer step + zero_grad on a fixed random batch; each
 configuration is built fresh and measured alone, so peak memory is its own. `--modes eager
 compiled` adds the same configurations under `torch.compile` (impl `lora_exp-compiled`,
@@ -70,7 +70,7 @@ def build(model_name: str, method: str, impl: str, device, seed: int, lora: dict
     algo = build_method(bench.method_config(method, **settings))
     algo.apply(model, family)
     trainable = count_parameters(model, family)["params/trainable"]
-    if device.type == "cuda":  # what fit.py does under bf16-mixed (exact; see frozen_precision.py)
+    if device.type == "cuda":  # as run_plan.py does under bf16-mixed (exact; frozen_precision.py)
         from lora_exp.frozen_precision import store_frozen_projections_in
 
         store_frozen_projections_in(model, torch.bfloat16)

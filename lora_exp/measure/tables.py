@@ -6,7 +6,7 @@ from lora_exp.measure.params import format_count
 
 GIB = 1024**3
 
-# What the lora_exp rows store (fit.py does the same under bf16-mixed; frozen_precision.py).
+# What the lora_exp rows store (run_plan.py does the same under bf16-mixed; frozen_precision.py).
 AUTOCAST_NOTE = (
     "bf16 autocast, trainable weights fp32; lora_exp stores frozen projection weights in bf16 "
     "(exact under autocast), PEFT keeps them fp32"
