@@ -256,6 +256,12 @@ def _job_ids(array_job: str) -> dict[int, str]:
     return ids
 
 
+def _array_job(sweep_dir: Path) -> str:
+    """The Slurm id of the sweep's job array, from submitit's `<array>_<task>` folders."""
+    names = [p.name for p in (sweep_dir / ".submitit").iterdir()]
+    return next(m.group(1) for n in names if (m := re.fullmatch(r"(\d+)_\d+", n)))
+
+
 def _release_begin_time(job_ids: list[str], deadline: float) -> None:
     """Slurm holds a requeued job for ~2 min (BeginTime); start it now instead."""
     waiting = set(job_ids)
@@ -289,16 +295,23 @@ def test_killed_and_timed_out_jobs_are_requeued_and_resume(slurm_cluster, tmp_pa
         args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     ) as sweep:
         lasts = [sweep_dir / str(i) / "checkpoints" / "last.ckpt" for i in (0, 1)]
-        while not all(p.exists() for p in lasts) and sweep.poll() is None:
+        # Each job is interrupted as soon as it has a last.ckpt, whether or not the other has
+        # started: waiting for both at once failed when Slurm ran the two one after the other.
+        interrupt = {
+            0: ["scontrol", "requeue"],  # killed now, requeued
+            1: ["scancel", "--signal=USR2"],  # "time limit near": submitit requeues
+        }
+        jobs: dict[int, str] = {}
+        while len(jobs) < 2:
             assert time.time() < deadline, "no last.ckpt within the time limit"
+            assert sweep.poll() is None, "the sweep ended before its jobs were interrupted"
+            for num in sorted(set(interrupt) - set(jobs)):
+                if lasts[num].exists():
+                    job = _job_ids(_array_job(sweep_dir)).get(num)
+                    assert job is not None, f"job {num} wrote last.ckpt but is not queued"
+                    subprocess.run([*interrupt[num], job], check=True)
+                    jobs[num] = job
             time.sleep(0.1)
-        assert sweep.poll() is None, "the sweep ended before its jobs wrote last.ckpt"
-        names = [p.name for p in (sweep_dir / ".submitit").iterdir()]
-        array_job = next(m.group(1) for n in names if (m := re.fullmatch(r"(\d+)_\d+", n)))
-        jobs = _job_ids(array_job)
-        assert sorted(jobs) == [0, 1], jobs
-        subprocess.run(["scontrol", "requeue", jobs[0]], check=True)  # killed now, requeued
-        subprocess.run(["scancel", "--signal=USR2", jobs[1]], check=True)  # "time limit near"
         _release_begin_time([jobs[0], jobs[1]], deadline)
         output, _ = sweep.communicate(timeout=max(1.0, deadline - time.time()))
     assert sweep.returncode == 0, output.decode()[-4000:]
