@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# The embedded studies on one GPU (issue 8), as run on an H200 through the device tool:
-# install the offline bundle, then run each named sweep as parallel local processes sharing the GPU,
-# and pack the records (and the LoRA checkpoints Section 7 needs) into $OUT/results.tgz.
-# Usage: OUT=dir bash scripts/gpu_embedded.sh PARALLEL SECONDS sweep [sweep ...]
+# The embedded studies on one GPU (issues 8 and 19), as run through the device tool: install the
+# offline bundle, start the CUDA MPS daemon where the machine allows it (so the small MiniLM runs'
+# kernels share the GPU instead of taking turns), run each named sweep as parallel local processes,
+# and pack the records (and the LoRA checkpoints Section 7 needs) into $OUT.
+# Usage: OUT=dir bash scripts/gpu_embedded.sh PARALLEL SECONDS sweep[@SEEDS] [sweep[@SEEDS] ...]
+#   sweep@5,6,7,8,9 runs only these seeds of the sweep (more seeds for cells that already have
+#     some); their runs are numbered after those in its existing manifest.txt, and listed in
+#     manifest_seeds-5+6+7+8+9.txt.
 #   a sweep named "choose_lr" runs scripts/choose_lr.py (the LR search must come before it).
 set -uo pipefail
 PARALLEL=$1
@@ -15,7 +19,20 @@ export PYTHONPATH=$PWD HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLI
 export LORA_EXP_PYTHON=python3
 WEIGHTS="model.local_path=bundle/minilm-fp16 model.tokenizer=hub eval_batch_size=256"
 END=$(( $(date +%s) + BUDGET_S ))
-for sweep in "$@"; do
+export CUDA_MPS_PIPE_DIRECTORY=/tmp/mps-pipe CUDA_MPS_LOG_DIRECTORY=/tmp/mps-log
+mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
+if command -v nvidia-cuda-mps-control >/dev/null && nvidia-cuda-mps-control -d \
+    && python3 -c "import torch; torch.ones(1, device='cuda').sum().item()"; then
+  echo "MPS: on"
+else
+  echo quit | nvidia-cuda-mps-control 2>/dev/null
+  unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
+  echo "MPS: off (processes time-share the GPU)"
+fi
+for item in "$@"; do
+  sweep=${item%@*}
+  SEEDS=""
+  [ "$item" != "$sweep" ] && SEEDS=${item#*@}
   if [ "$sweep" = choose_lr ]; then
     python3 scripts/choose_lr.py | tee results/choose_lr.txt
     continue
@@ -23,17 +40,35 @@ for sweep in "$@"; do
   LEFT=$(( END - $(date +%s) ))
   [ "$LEFT" -gt 30 ] || { echo "no time left for $sweep"; break; }
   mkdir -p "results/$sweep"
-  python3 slurm/make_manifest.py "sweep=$sweep" > "results/$sweep/manifest.txt"
-  echo "== $sweep: $(wc -l < "results/$sweep/manifest.txt") runs, ${LEFT}s left"
+  if [ -n "$SEEDS" ]; then
+    MANIFEST="results/$sweep/manifest_seeds-${SEEDS//,/+}.txt"
+    FIRST_NUMBER=$(( $(grep -c . "results/$sweep/manifest.txt") + 1 ))
+    python3 slurm/make_manifest.py "sweep=$sweep" "seed=$SEEDS" > "$MANIFEST"
+    STATUS="results/$sweep/status_seeds-${SEEDS//,/+}.txt"
+  else
+    MANIFEST="results/$sweep/manifest.txt"
+    FIRST_NUMBER=1
+    python3 slurm/make_manifest.py "sweep=$sweep" > "$MANIFEST"
+    STATUS="results/$sweep/status.txt"
+  fi
+  echo "== $sweep: $(wc -l < "$MANIFEST") runs from $FIRST_NUMBER, ${LEFT}s left"
   START=$(date +%s)
-  timeout "$LEFT" bash scripts/run_manifest.sh "results/$sweep/manifest.txt" "$PARALLEL" \
-    "results/$sweep/runs" $WEIGHTS | tee "results/$sweep/status.txt"
+  FIRST_NUMBER=$FIRST_NUMBER timeout "$LEFT" bash scripts/run_manifest.sh "$MANIFEST" "$PARALLEL" \
+    "results/$sweep/runs" $WEIGHTS | tee "$STATUS"
   echo "== $sweep took $(( $(date +%s) - START ))s"
 done
 nvidia-smi --query-gpu=name,memory.used --format=csv
-# One archive ($OUT returns at most 8 files): records, logs, the chosen hparams, and the small LoRA
-# checkpoints of ranks 4, 8 and 64 on [q,v] that Section 7 needs (full fine-tuning's are 90 MB).
-find results -name '*.ckpt' -path '*embedded_rank*' | grep -E 'rank-(4|8|64)_targets-_q[+]v_seed' > /tmp/keep.txt || true
-find results conf/hparams -type f ! -name '*.ckpt' ! -name 'hparams.yaml' >> /tmp/keep.txt
+[ -n "${CUDA_MPS_PIPE_DIRECTORY:-}" ] && echo quit | nvidia-cuda-mps-control
+# Archives ($OUT returns at most 8 files of 16 MiB): the records and logs, the chosen hparams, and
+# apart the small LoRA checkpoints of ranks 4, 8 and 64 on [q,v] that Section 7 reads (full
+# fine-tuning's are 90 MB): r=64's in two halves, as one archive of ten would pass 16 MiB.
+CKPTS=$(find results -name best.ckpt -path '*embedded_rank*' | grep -E 'rank-(4|8|64)_targets-_q[+]v_seed' | sort)
+echo "$CKPTS" | grep -E 'rank-(4|8)_' > /tmp/ckpt_r4_r8.txt || true
+echo "$CKPTS" | grep -E 'rank-64_.*seed-[0-5]/' > /tmp/ckpt_r64_a.txt || true
+echo "$CKPTS" | grep -E 'rank-64_.*seed-([6-9]|[1-9][0-9])/' > /tmp/ckpt_r64_b.txt || true
+for part in r4_r8 r64_a r64_b; do
+  [ -s "/tmp/ckpt_$part.txt" ] && tar czf "$OUT/ckpt_$part.tgz" -T "/tmp/ckpt_$part.txt"
+done
+find results conf/hparams -type f ! -name '*.ckpt' ! -name 'hparams.yaml' > /tmp/keep.txt
 tar czf "$OUT/results.tgz" -T /tmp/keep.txt
 ls -la "$OUT"

@@ -5,6 +5,8 @@
 # under the sweep's records_root) and resumes unfinished ones, so after a crash only what is
 # missing runs.
 # Usage: bash scripts/run_manifest.sh MANIFEST PARALLEL RUN_ROOT [extra overrides...]
+# FIRST_NUMBER=N numbers the lines from N (default 1): more seeds of a sweep continue its numbering
+# (NNN) after the runs already there instead of reusing their numbers.
 set -euo pipefail
 MANIFEST=${1:?usage: run_manifest.sh MANIFEST PARALLEL RUN_ROOT [extra overrides...]}
 PARALLEL=${2:?parallel processes}
@@ -12,6 +14,7 @@ RUN_ROOT=${3:?run root}
 shift 3
 PYTHON=${LORA_EXP_PYTHON:-python}
 mkdir -p "$RUN_ROOT"
+FIRST_NUMBER=${FIRST_NUMBER:-1}
 export PYTHON RUN_ROOT OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} PYTHONUNBUFFERED=1
 export EXTRA="$*"
 run_line() {
@@ -27,4 +30,4 @@ run_line() {
   fi
 }
 export -f run_line
-grep -n . "$MANIFEST" | sed 's/:/\t/' | xargs -P "$PARALLEL" -d '\n' -I{} bash -c 'IFS=$'"'"'\t'"'"' read -r n line <<< "{}"; run_line "$n" "$line"'
+grep -n . "$MANIFEST" | awk -F: -v first="$FIRST_NUMBER" '{ n = $1; sub(/^[0-9]+:/, ""); print (n + first - 1) "\t" $0 }' | xargs -P "$PARALLEL" -d '\n' -I{} bash -c 'IFS=$'"'"'\t'"'"' read -r n line <<< "{}"; run_line "$n" "$line"'
