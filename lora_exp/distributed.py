@@ -14,7 +14,7 @@ Semantics (the same for every method):
   directory and config. Under SLURM (`launcher=slurm`: one task per device, `nodes` =
   `trainer.num_nodes`) srun starts every rank and Lightning's SLURMEnvironment reads the ranks.
   A Hydra multirun with an in-process launcher cannot use the subprocess launcher (the children
-  would re-run the whole sweep), so `check_layout` refuses it with the way out.
+  would re-run the whole sweep), so `checks/layout.py` refuses it with the way out.
 * Every rank runs `train.main` (so all make the same skip/resume decisions from the same files);
   only global rank 0 writes the record, the CSV/wandb runs and checkpoints. `ResumeAgreement`
   stops a run whose ranks would resume from different checkpoints.
@@ -86,25 +86,6 @@ def processes_created_externally() -> bool:
 def is_global_zero() -> bool:
     """Whether this process is global rank 0, readable before the process group exists."""
     return all(os.environ.get(var, "0") == "0" for var in RANK_VARIABLES)
-
-
-def check_layout(cfg: DictConfig, multirun: bool = False) -> None:
-    """Validate the device layout against the batch size and the launcher (no torch import).
-
-    Args:
-        cfg: the composed config.
-        multirun: whether this job is one cell of a Hydra sweep.
-    """
-    trainer = cfg.trainer
-    strategy_name(trainer)
-    world = world_size(trainer)
-    per_device_batch(int(cfg.batch_size), world)
-    if world > 1 and multirun and not processes_created_externally():
-        raise UserError(
-            f"{world} processes per run (trainer.devices x trainer.num_nodes) inside a sweep need "
-            "a launcher that starts one task per device: use launcher=slurm, or run the cells "
-            "one at a time without -m"
-        )
 
 
 def layout(cfg: DictConfig) -> dict:

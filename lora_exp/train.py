@@ -5,10 +5,10 @@
 "interrupted". Nothing heavy is imported until the config has been validated and the data checked,
 so bad input fails within seconds.
 
-Order of a training run: validate the config -> check the data (tasks/preflight.py) -> lock the
+Order of a training run: validate the config -> check the data (checks/inputs.py) -> lock the
 run directory and the configuration (run_lock.py) -> skip if the cell already succeeded -> find
 an intact checkpoint to resume from, unless force=true (resume.py, checkpoint_io.py) -> record
-"running" -> check the model fits the device (memory_check.py) -> fit and test -> final record
+"running" -> check the model fits the device (checks/memory.py) -> fit and test -> final record
 -> release the locks. Signals and exit statuses: interrupts.py and cli.py.
 """
 
@@ -24,12 +24,12 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from lora_exp import checks, run_lock
-from lora_exp.distributed import check_layout, is_global_zero, layout
+from lora_exp.checks.memory import check_memory
+from lora_exp.distributed import is_global_zero, layout
 from lora_exp.errors import UserError
 from lora_exp.hydra_job import in_multirun, run_dir_and_overrides
 from lora_exp.interrupts import interruption
 from lora_exp.measure.clock import process_age_s
-from lora_exp.memory_check import check_memory
 from lora_exp.records import (
     SCHEMA_VERSION,
     config_hash,
@@ -44,18 +44,6 @@ from lora_exp.resume import LAST_CHECKPOINT, find_resume_checkpoint, find_succes
 
 log = logging.getLogger("lora_exp")
 RECORD_NAME = "record.json"
-
-
-def check_before_loading(cfg: DictConfig) -> None:
-    """Validation that needs the model family and the method registry, still without torch."""
-    from lora_exp.models import get_family
-
-    checks.validate(cfg)
-    check_layout(cfg, multirun=in_multirun())  # batch divisible by devices; a launcher that fits
-    family = get_family(cfg.model.family)
-    for target in checks.validate_targets(cfg.targets):
-        if target not in family.sites:
-            raise UserError(f"target '{target}' cannot be mapped in model family '{family.name}'")
 
 
 def offline_if_hub_unreachable() -> None:
@@ -141,7 +129,7 @@ def main(cfg: DictConfig) -> dict:
     imports_s = process_age_s()  # interpreter, Hydra and composition, before this line
     start = time.time()
     run_dir, overrides = run_dir_and_overrides(cfg)
-    check_before_loading(cfg)
+    checks.before_loading(cfg, multirun=in_multirun())
     # Under data parallelism every rank runs this function, so that all make the same skip and
     # resume decisions from the same files; only global rank 0 writes (distributed.py).
     writer = is_global_zero()
@@ -155,7 +143,7 @@ def main(cfg: DictConfig) -> dict:
         from lora_exp.dry_run import dry_run
 
         return dry_run(cfg, record, record_path, start)
-    from lora_exp.tasks.preflight import preflight
+    from lora_exp.checks.inputs import preflight
 
     preflight(cfg)  # data reachable and init checkpoint present: fail in ms, before heavy imports
     # The locks come before the skip check: a run of this cell that finishes while we wait is

@@ -21,10 +21,10 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from lora_exp.checks.layout import check_layout
 from lora_exp.distributed import (
     block_classes,
     build_strategy,
-    check_layout,
     is_global_zero,
     layout,
     per_device_batch,

@@ -160,7 +160,7 @@ def test_bad_files_fail_with_one_message(e2e_dir, tmp_path):
 def test_offline_without_data_dir_fails_at_once_naming_the_files(monkeypatch):
     import socket
 
-    from lora_exp.tasks.preflight import preflight
+    from lora_exp.checks.inputs import preflight
 
     def no_network(*args, **kwargs):
         raise AssertionError("offline mode must not touch the network")

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from lora_exp import memory_check
+from lora_exp.checks import memory as memory_check
 from lora_exp.errors import UserError
 from tests.conftest import compose, run_cli
 
