@@ -47,9 +47,7 @@ VALUE = "value"
 
 
 def _row(label: str, rule: str, n: str, shown, verdict: str, note: str = ""):
-    from lora_exp.report.claims import Row
-
-    return Row(label, rule, n, {VALUE: (shown, verdict)}, note)
+    return V.Row(label, rule, n, {VALUE: (shown, verdict)}, note)
 
 
 def section7_rows(root: Path) -> list:

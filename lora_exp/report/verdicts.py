@@ -32,6 +32,7 @@ A claim made of several comparisons (claims_spec.py) gets an overall verdict, pe
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 from lora_exp.errors import UserError
 from lora_exp.report.intervals import Interval
@@ -44,6 +45,18 @@ KINDS = {
     "matches": "−{m} ≤ a − b ≤ {m}",  # no '|': the text goes into Markdown tables
     "at_least": "a − b ≥ −{m}",
 }
+
+
+@dataclass
+class Row:
+    """One judged comparison, as claims.md prints it: label, rule, counts, and per score the
+    estimate (an Interval, or a benchmark's point figure as text) with its verdict."""
+
+    label: str
+    rule: str
+    seeds: str = ""
+    results: dict = field(default_factory=dict)  # score -> (Interval | str | None, verdict)
+    collapsed: str = ""
 
 
 def rule_text(kind: str, margin: float = MARGIN) -> str:
