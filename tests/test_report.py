@@ -409,8 +409,8 @@ def test_all_and_readme_commands_from_a_checkout(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)  # project_root() is the working directory when it has conf/task
     assert main(["all"]) == 0
     write_records(tmp_path / "results" / "other_study" / "runs", [make_record()])
-    assert main(["all"]) == 2  # other_study has no layout: said, and the rest is still written
-    assert "other_study: unknown artifact 'other_study'" in capsys.readouterr().err
+    assert main(["all"]) == 0  # other_study has no table layout: skipped, and said so
+    assert "not tables, skipped: other_study" in capsys.readouterr().err
     assert (tmp_path / "results" / "embedded_rank" / "table.md").exists()
     assert main(["readme"]) == 0
     text = (tmp_path / "README.md").read_text()

@@ -58,6 +58,12 @@ def project_root() -> Path:
     return Path(__file__).resolve().parents[2]
 
 
+def has_layout(artifact: str) -> bool:
+    """Whether an artifact is a table (the registry or a `tableN` prefix); the other results
+    folders (section7, efficiency, the LR searches, training_path) have their own commands."""
+    return artifact in ARTIFACTS or any(artifact.startswith(p) for p in PREFIXES)
+
+
 def layout_name(artifact: str, override: str | None) -> str:
     """The layout of an artifact: --layout, the registry, or the `tableN` prefix of its name."""
     if override:
@@ -121,12 +127,16 @@ def report_artifact(
     return sorted(written)
 
 
-def report_all(root: Path) -> tuple[list[Path], list[str]]:
-    """Every `results/<artifact>/runs` with a known layout, then the summaries (claims, collapse,
-    README) where their sources exist; the others are listed, not fatal."""
-    written, failed = [], []
+def report_all(root: Path) -> tuple[list[Path], list[str], list[str]]:
+    """Every `results/<artifact>/runs` with a table layout, then the summaries (claims, collapse,
+    README) where their sources exist. Returns the files written, the artifacts that failed (not
+    fatal to the rest) and the results folders skipped as not tables."""
+    written, failed, skipped = [], [], []
     for runs in sorted((root / "results").glob("*/runs")):
         artifact = runs.parent.name
+        if not has_layout(artifact):
+            skipped.append(artifact)
+            continue
         try:
             written += report_artifact(artifact, [runs], runs.parent, None, root)
             if (runs.parent / "val").is_dir():  # the --score val tables, kept beside
@@ -138,7 +148,7 @@ def report_all(root: Path) -> tuple[list[Path], list[str]]:
         written += summaries(root)
     except UserError as err:
         failed.append(f"summaries: {err}")
-    return written, failed
+    return written, failed, skipped
 
 
 def claims_sources(root: Path) -> bool:
@@ -228,7 +238,9 @@ def main(argv: list[str] | None = None) -> int:
                 raise UserError(f"{readme} does not exist")
             written = summaries(root, readme)
         elif args.artifact == "all":
-            written, failed = report_all(root)
+            written, failed, skipped = report_all(root)
+            if skipped:  # section7, efficiency, ...: their own commands; another name: --layout
+                print(f"not tables, skipped: {', '.join(skipped)}", file=sys.stderr)
             if failed:
                 for path in written:
                     print(path)
