@@ -1,15 +1,19 @@
 """Claims (d)-(f) of claims.md: Section 7 statistics and the two benchmarks, each with its rule.
 
-(d) Section 7, from the committed outputs of `python -m lora_exp.report section7`:
+(d) Section 7, from the committed outputs of `python -m lora_exp.report section7` (every seed
+present; the pairs and the summaries over them: section7_pairs.py):
 
     amplification ‖ΔW‖_F / ‖UᵀWVᵀ‖_F per run = its median over layers (results/section7/
-    amplification.csv, every seed present at r = 4 and r = 64); "r = 4 amplifies more than
-    r = 64": the paired (by seed) difference, verdicts.py's `better` rule on its 95% interval.
-    φ(A_8, A_64, 1, 1) (Eq. 4) per pair of runs = its mean over layers (results/section7/
-    r8_vs_r64*/subspace.csv, one folder per pair; today seed 0 only), compared with the Gaussian
-    control of the same shape ("overlap above chance", `better`) and with the paper's 0.5
-    (`better`); and φ between two seeds at r = 64 (r64_seed*_vs_seed*/) against its control. With
-    fewer than verdicts.MIN_SEEDS pairs a φ comparison is inconclusive, whatever its value.
+    amplification.csv, every seed at r = 4 and r = 64); "r = 4 amplifies more than r = 64": the
+    difference r=4 − r=64 paired by seed (intervals.difference; unpaired, and said so, when the
+    seed sets differ), verdicts.py's `better` rule on its 95% interval; n = seeds per rank.
+    φ(1,1) (Eq. 4: φ = ‖U_aⁱᵀ U_bʲ‖²_F / min(i, j)) per pair of runs = its mean over layers
+    (results/section7/subspace_pairs.csv): per pair the difference φ − φ_Gaussian (the control
+    of the same shape; "overlap above chance") and φ − 0.5 (the paper's "φ > 0.5", r=8 vs r=64
+    only), each its median over the pairs with the bootstrap interval that resamples pairs
+    (intervals.median_interval), judged by `better`; n = pairs. Pairs: r=8 vs r=64 one per seed
+    with both checkpoints; r=64 seed vs seed the disjoint pairs (0,1), (2,3), ... With fewer than
+    verdicts.MIN_SEEDS pairs (or seeds) a comparison is inconclusive, whatever its value.
 
 (e) Table 1 latency (results/table1_latency/table.csv): the benchmark stores, per (shape, mode,
 variant), the median and p10/p90 over its trials, not the trials, so no interval over trials can
@@ -37,6 +41,7 @@ from pathlib import Path
 import pandas as pd
 
 from lora_exp.errors import UserError
+from lora_exp.report import section7_pairs
 from lora_exp.report import verdicts as V
 from lora_exp.report.intervals import difference, median_interval
 
@@ -56,69 +61,58 @@ def section7_rows(root: Path) -> list:
     if not amp_csv.exists():
         raise UserError(f"claims: {amp_csv} is missing: run `python -m lora_exp.report section7`")
     amp = pd.read_csv(amp_csv)
-    per_run = amp.groupby(["rank", "seed", "target"])["amplification"].median()
     rows = []
     for target in sorted(amp["target"].unique()):
-        by_rank = {
-            r: {
-                int(s): float(per_run[(r, s, target)])
-                for s in sorted(amp["seed"].unique())
-                if (r, s, target) in per_run.index
-            }
-            for r in (4, 64)
-        }
+        by_rank = {r: section7_pairs.by_seed(amp, r, target) for r in (4, 64)}
         for r in (4, 64):
             if not by_rank[r]:
                 raise UserError(f"claims: {amp_csv} has no rank-{r} runs of ΔW_{target}")
-        interval = difference(by_rank[4], by_rank[64])
-        a, b = (
-            median_interval(list(by_rank[4].values())),
-            median_interval(list(by_rank[64].values())),
-        )
+        interval = difference(by_rank[4], by_rank[64])  # paired when both ranks hold the same seeds
+        a, b = (median_interval(list(by_rank[r].values())) for r in (4, 64))
         rows.append(
             _row(
                 f"amplification r=4 vs r=64, ΔW_{target} (median over layers per run; r=4 "
                 f"{a.estimate:.1f} [{a.lo:.1f}, {a.hi:.1f}], r=64 {b.estimate:.2f} "
                 f"[{b.lo:.2f}, {b.hi:.2f}]; paper 21.5 and 1.9)",
                 V.rule_text("better"),
-                f"{len(by_rank[4])} / {len(by_rank[64])}"
-                + ("" if interval.paired else ", unpaired"),
+                f"{len(by_rank[4])} / {len(by_rank[64])} seeds"
+                + (", paired" if interval.paired else ", unpaired"),
                 interval,
                 V.judge("better", interval, len(by_rank[4]), len(by_rank[64])),
             )
         )
-    for pattern, what in (
-        ("r8_vs_r64*", "r=8 vs r=64"),
-        ("r64_seed*_vs_seed*", "r=64 seed vs seed"),
-    ):
-        pairs = sorted(out.glob(f"{pattern}/subspace.csv"))
-        if not pairs:
-            continue
-        frames = [pd.read_csv(p) for p in pairs]
-        for target in sorted(frames[0]["target"].unique()):
-            top = [f[(f["target"] == target) & (f["i"] == 1) & (f["j"] == 1)] for f in frames]
-            phi = [float(t["phi"].mean()) for t in top]
-            gauss = [float(t["phi_random"].mean()) for t in top]
+    pairs_csv = out / section7_pairs.PAIRS_CSV
+    if not pairs_csv.exists():
+        raise UserError(f"claims: {pairs_csv} is missing: run `python -m lora_exp.report section7`")
+    points = pd.read_csv(pairs_csv)
+    for comparison, part in points.groupby("comparison", sort=False):  # rank pairs first
+        rank_a, rank_b = int(part["rank_a"].iloc[0]), int(part["rank_b"].iloc[0])
+        rank_pair = rank_a != rank_b
+        what = f"r={rank_a} vs r={rank_b}" if rank_pair else f"r={rank_a} seed vs seed"
+        for target in sorted(part["target"].unique()):
+            _, phi, gauss = section7_pairs.per_pair(points, comparison, target, 1, 1)
             n = len(phi)
-            names = ", ".join(p.parent.name for p in pairs)
             ctrl = median_interval([p - g for p, g in zip(phi, gauss, strict=True)])
             rows.append(
                 _row(
-                    f"φ(1,1) {what} vs Gaussian control, ΔW_{target} (mean over layers; {names})",
+                    f"φ(1,1) {what} vs Gaussian control, ΔW_{target} (mean over layers per pair; "
+                    f"φ {median_interval(phi).estimate:.3f}, control "
+                    f"{median_interval(gauss).estimate:.3f})",
                     V.rule_text("better"),
-                    f"{n} pair(s)",
+                    f"{n} pair{'s' if n != 1 else ''}",
                     ctrl,
                     V.judge("better", ctrl, n, n),
                 )
             )
-            if what.startswith("r=8"):
+            if rank_pair:
                 paper = median_interval([p - PAPER_PHI for p in phi])
                 rows.append(
                     _row(
                         f"φ(1,1) {what} vs the paper's {PAPER_PHI}, ΔW_{target} (φ = "
-                        f"{paper.estimate + PAPER_PHI:.3f})",
+                        f"{paper.estimate + PAPER_PHI:.3f} [{paper.lo + PAPER_PHI:.3f}, "
+                        f"{paper.hi + PAPER_PHI:.3f}])",
                         V.rule_text("better"),
-                        f"{n} pair(s)",
+                        f"{n} pair{'s' if n != 1 else ''}",
                         paper,
                         V.judge("better", paper, n, n),
                     )
