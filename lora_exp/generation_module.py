@@ -84,6 +84,14 @@ class GenerationModule(TrainingModule):
         self._outputs: dict[int, str] = {}
         self.metric_info: dict = {}
 
+    def record_extras(self) -> dict:
+        """`predictions`: the directory holding the beam-search outputs and their references."""
+        return {} if self.output_dir is None else {"predictions": str(self.output_dir)}
+
+    def task_info(self) -> dict:
+        """`ptb_tokenizer`: which PTB tokenizer the E2E metrics ran (java, or the Python one)."""
+        return dict(self.metric_info)
+
     def _loss(self, batch, label_smoothing: float) -> torch.Tensor:
         out = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
         return masked_lm_loss(out.logits, batch["labels"], label_smoothing)

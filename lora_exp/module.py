@@ -47,6 +47,10 @@ class ClassificationModule(TrainingModule):
         self.val_scored, self.test_scored = SumMetric(), SumMetric()
         self.examples_scored: dict[str, int] = {}  # {"validation": n, "test": n}, latest pass
 
+    def record_extras(self) -> dict:
+        """`examples_scored`: examples in the last validation and test pass, over all ranks."""
+        return {"examples_scored": dict(self.examples_scored)}
+
     def _predictions(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
         # eval_mask: 0 marks the padding that evens out data-parallel shards (tasks/sampler.py)
         # and the rows that fill a batch to its static shape (engine/buckets.py).

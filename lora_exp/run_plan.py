@@ -120,9 +120,15 @@ def compile_for_step(model, plan, buckets: list[int] | None) -> None:
         raise UserError(f"trainer.step={plan.mode}: {err}") from err
 
 
-def prepare_for_training(cfg: DictConfig, model, method, family, record: dict, run_plan) -> None:
-    """After the method is applied: train mode, the parameter counts (into the record and the
-    log), frozen projections in bf16 and, for compiled modes, the compiled blocks. `run_plan` is
+def planned_step(plan, buckets: list[int] | None) -> dict:
+    """The record's `step` before training: the mode asked for, the one chosen, why, buckets."""
+    return {"requested": plan.requested, "mode": plan.mode, "reason": plan.reason,
+            "buckets": buckets}  # fmt: skip
+
+
+def prepare_for_training(cfg: DictConfig, model, method, family, run_plan) -> dict:
+    """After the method is applied: train mode, the parameter counts (returned, and logged),
+    frozen projections in bf16 and, for compiled modes, the compiled blocks. `run_plan` is
     `plan_run`'s. Shared by the classification and generation paths."""
     from lora_exp.measure.params import count_parameters
 
@@ -131,9 +137,6 @@ def prepare_for_training(cfg: DictConfig, model, method, family, record: dict, r
     counts = count_parameters(model, family)  # before the strategy wraps (FSDP holds shards)
     store_frozen_in_bf16(cfg, model, precision)
     compile_for_step(model, plan, buckets)
-    record["params"] = counts
-    record["step"] = {"requested": plan.requested, "mode": plan.mode, "reason": plan.reason,
-                      "buckets": buckets}  # fmt: skip
     log.info(
         "%s on %s: %s",
         method.describe(),
@@ -141,3 +144,4 @@ def prepare_for_training(cfg: DictConfig, model, method, family, record: dict, r
         ", ".join(f"{k}={v:,}" for k, v in counts.items()),
     )
     log.info("training step: %s (%s)", plan.mode, plan.reason)
+    return counts

@@ -59,6 +59,14 @@ class TrainingModule(L.LightningModule):
     def forward(self, **batch):
         return self.model(**batch)
 
+    def record_extras(self) -> dict:
+        """The problem's own top-level fields of the run record, read after the test."""
+        return {}
+
+    def task_info(self) -> dict:
+        """What the test learned about the task's scoring, for the record's `task`."""
+        return {}
+
     # --- training: one TrainStep call per batch ---
     def _build_train_step(self):
         from lora_exp.engine.step import TrainStep
