@@ -8,8 +8,13 @@ so bad input fails within seconds.
 Order of a training run: validate the config -> check the data (tasks/preflight.py) -> lock the
 run directory and the configuration (run_lock.py) -> skip if the cell already succeeded -> find
 an intact checkpoint to resume from, unless force=true (resume.py, checkpoint_io.py) -> record
-"running" -> check the model fits the device (memory_check.py) -> fit and test -> final record
+"running" -> check the model fits the device (memory_check.py) -> build the run and record its
+set-up (fit.build_run) -> fit and test, and record the result (fit.fit_and_test) -> final record
 -> release the locks. Signals and exit statuses: interrupts.py and cli.py.
+
+This module is the only one that writes into the record: the layers below return result objects
+(fit_result.RunSetup, fit_result.FitResult, dry_run.DryRun) that `record_setup`, `record_fit` and
+`record_dry_run` turn into record fields (tests/test_record_flow.py keeps it so).
 """
 
 from __future__ import annotations
