@@ -75,7 +75,7 @@ def build_run(
     task, family = cfg.task, get_family(cfg.model.family)
     method = build_method(cfg.method)
     method.check(family)  # a method that cannot apply to this family fails before data loads
-    precision, plan, buckets = plan_run(cfg, task.problem)  # so does a step mode that cannot run
+    precision, plan, buckets = plan_run(cfg.trainer, task)  # so does a step mode that cannot run
     if not method.uses_rank and any(o.startswith(("rank=", "alpha=")) for o in overrides):
         log.warning("method %s has no rank or alpha; the override is ignored", method.name)
 
@@ -86,7 +86,7 @@ def build_run(
         tokenizer,
         int(cfg.batch_size),
         int(cfg.eval_batch_size),
-        dataloader_workers(cfg),
+        dataloader_workers(cfg.trainer),
         shuffle_seed=int(cfg.seed),
     )
     data.setup()  # load the data before the model: a missing data set fails fast
@@ -104,9 +104,11 @@ def build_run(
         source = find_init_checkpoint(cfg, Path(str(cfg.records_root)))
         load_init_checkpoint(model, source, family)
         init_from = str(source)
-    params = prepare_for_training(cfg, model, method, family, (precision, plan, buckets))
+    params = prepare_for_training(
+        cfg.trainer, cfg.model.name, model, method, family, (precision, plan, buckets)
+    )
     model_load_s = time.perf_counter() - loading
-    data.use_static_shapes(buckets, pin_memory=trains_on_cuda(cfg))
+    data.use_static_shapes(buckets, pin_memory=trains_on_cuda(cfg.trainer))
 
     module = ClassificationModule(
         model,
@@ -126,17 +128,21 @@ def build_run(
     )
     monitor = f"val/{task.primary_metric}"
     best, last = checkpoint_callbacks(run_dir, monitor, "max")
-    measurements, phases = run_measurements(cfg), PhaseTimer()
-    loggers = build_loggers(cfg, run_dir)
+    measurements, phases = run_measurements(cfg.get("measure"), family), PhaseTimer()
+    loggers = build_loggers(cfg.logger, run_dir, cfg.method.name)
+    strategy = build_strategy(
+        cfg.trainer, model
+    )  # trainer=ddp / trainer=fsdp; "auto" on one device
     trainer = build_trainer(
-        cfg,
+        cfg.trainer,
+        cfg.epochs,
         run_dir,
         precision,
         loggers,
         callbacks=[best, last, measurements, phases, resume_agreement(resume_from)],
         devices=cfg.trainer.devices,
         num_nodes=int(cfg.trainer.get("num_nodes", 1)),
-        strategy=build_strategy(cfg, model),  # trainer=ddp / trainer=fsdp; "auto" on one device
+        strategy=strategy,
         use_distributed_sampler=False,  # our samplers shard themselves (tasks/sampler.py)
     )
     for logger in trainer.loggers:

@@ -118,7 +118,7 @@ def build_generation_run(cfg: DictConfig, run_dir: Path) -> BuiltRun:
     task, family = cfg.task, get_family(cfg.model.family)
     method = build_method(cfg.method)
     method.check(family)
-    precision, plan, buckets = plan_run(cfg, task.problem)  # a mode that cannot run fails now
+    precision, plan, buckets = plan_run(cfg.trainer, task)  # a mode that cannot run fails now
     if cfg.trainer.devices not in (1, "1") or int(cfg.trainer.get("num_nodes", 1)) != 1:
         raise UserError(f"task={task.name} trains and tests on one device: pass trainer.devices=1")
 
@@ -129,7 +129,7 @@ def build_generation_run(cfg: DictConfig, run_dir: Path) -> BuiltRun:
         tokenizer,
         int(cfg.batch_size),
         int(cfg.eval_batch_size),
-        dataloader_workers(cfg),
+        dataloader_workers(cfg.trainer),
         shuffle_seed=int(cfg.seed),
     )
     data.setup()  # the data before the model: a missing data set fails fast
@@ -137,9 +137,11 @@ def build_generation_run(cfg: DictConfig, run_dir: Path) -> BuiltRun:
     loading = time.perf_counter()
     model = load_causal_lm(cfg.model, tokenizer)
     method.apply(model, family)
-    params = prepare_for_training(cfg, model, method, family, (precision, plan, buckets))
+    params = prepare_for_training(
+        cfg.trainer, cfg.model.name, model, method, family, (precision, plan, buckets)
+    )
     model_load_s = time.perf_counter() - loading
-    data.use_static_shapes(buckets, pin_memory=trains_on_cuda(cfg))
+    data.use_static_shapes(buckets, pin_memory=trains_on_cuda(cfg.trainer))
     module = GenerationModule(
         model,
         method,
@@ -162,10 +164,16 @@ def build_generation_run(cfg: DictConfig, run_dir: Path) -> BuiltRun:
     )
     monitor = "val/loss"
     best, last = checkpoint_callbacks(run_dir, monitor, "min")
-    measurements, phases = run_measurements(cfg), PhaseTimer()
-    loggers = build_loggers(cfg, run_dir)
+    measurements, phases = run_measurements(cfg.get("measure"), family), PhaseTimer()
+    loggers = build_loggers(cfg.logger, run_dir, cfg.method.name)
     trainer = build_trainer(
-        cfg, run_dir, precision, loggers, callbacks=[best, last, measurements, phases], devices=1
+        cfg.trainer,
+        cfg.epochs,
+        run_dir,
+        precision,
+        loggers,
+        callbacks=[best, last, measurements, phases],
+        devices=1,
     )
     for logger in trainer.loggers:
         logger.log_hyperparams(redact(OmegaConf.to_container(cfg, resolve=True)))
