@@ -133,9 +133,13 @@ def no_forward_buffer_sync() -> dict:
     }
 
 
-def build_strategy(cfg: DictConfig, model=None):
-    """The Lightning strategy for `cfg.trainer` ("auto" on one device)."""
-    trainer = cfg.trainer
+def build_strategy(trainer: DictConfig, model=None):
+    """The Lightning strategy for the `trainer` config group ("auto" on one device).
+
+    Args:
+        trainer: the `trainer` config group (strategy, backend, sharding).
+        model: the model FSDP wraps block by block (None: no wrapping policy).
+    """
     name = strategy_name(trainer)
     backend = trainer.get("process_group_backend")  # None: nccl on GPUs, gloo on CPU
     if name == "ddp":

@@ -178,14 +178,14 @@ def test_fsdp_strategy_shards_blocks_and_keeps_original_parameters(tiny_model):
     from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy
 
     model, _ = tiny_model("tiny-roberta")
-    strategy = build_strategy(compose(["trainer=fsdp"]), model)
+    strategy = build_strategy(compose(["trainer=fsdp"]).trainer, model)
     assert isinstance(strategy, FSDPStrategy)
     assert strategy.kwargs["use_orig_params"] is True  # the optimizer sees the method's tensors
     policy = strategy.kwargs["auto_wrap_policy"]
     assert {type(model.roberta.encoder.layer[0])} == policy._module_classes
     assert compose(["trainer=fsdp"]).trainer.frozen_projections_bf16 is False  # one dtype a unit
-    assert isinstance(build_strategy(compose(["trainer=ddp"])), DDPStrategy)
-    assert build_strategy(compose([])) == "auto"
+    assert isinstance(build_strategy(compose(["trainer=ddp"]).trainer), DDPStrategy)
+    assert build_strategy(compose([]).trainer) == "auto"
 
 
 def test_block_classes_find_each_familys_transformer_block(tiny_model):

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from lora_exp.errors import UserError
+from tests import record_keys
 from tests.conftest import compose, run_cli
 
 # (MR, references): several references per MR, as in the challenge's files.
@@ -496,6 +497,7 @@ def test_tiny_run_writes_a_record_with_the_e2e_metrics(
     assert record["task"]["test_inputs"] == 3 and record["task"]["ptb_tokenizer"] == "java"
     assert record["task"]["split_sizes_used"] == {"train": 9, "validation": 3, "test": 6}
     assert record["params"]["params/trainable"] == trainable
+    assert record_keys.key_paths(record) == record_keys.GENERATION  # as before fit_result.py
     hyp = (run_dir / "predictions" / "test_hyp.txt").read_text().splitlines()
     refs = (run_dir / "predictions" / "test_ref.txt").read_text().split("\n\n")
     assert len(hyp) == 3 and [len(g.strip().splitlines()) for g in refs] == [3, 1, 2]
