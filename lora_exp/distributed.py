@@ -15,7 +15,7 @@ Semantics (the same for every method):
   `trainer.num_nodes`) srun starts every rank and Lightning's SLURMEnvironment reads the ranks.
   A Hydra multirun with an in-process launcher cannot use the subprocess launcher (the children
   would re-run the whole sweep), so `checks/layout.py` refuses it with the way out.
-* Every rank runs `train.main` (so all make the same skip/resume decisions from the same files);
+* Every rank runs `run_cell.main` (so all make the same skip/resume decisions from the same files);
   only global rank 0 writes the record, the CSV/wandb runs and checkpoints. `ResumeAgreement`
   stops a run whose ranks would resume from different checkpoints.
 * FSDP (FSDP1 through Lightning) shards the frozen base too, one unit per transformer block,
@@ -168,7 +168,7 @@ def resume_agreement(resume_from):
     """A callback that stops the run if ranks disagree on the checkpoint to resume from.
 
     Args:
-        resume_from: the checkpoint this rank's `train.main` chose (None: start fresh).
+        resume_from: the checkpoint this rank's `run_cell.main` chose (None: start fresh).
     """
     from lightning.pytorch.callbacks import Callback
 

@@ -69,7 +69,7 @@ class DryRun:
 
 
 def dry_run(cfg: DictConfig) -> DryRun:
-    """Count parameters of model x method at full scale (the record is `train.py`'s to write)."""
+    """Count parameters of model x method at full scale (the record is `run_cell.py`'s to write)."""
     from lora_exp.measure.paper_counts import paper_count
 
     counts, method = dry_counts(cfg)

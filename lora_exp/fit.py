@@ -3,9 +3,9 @@
 `build_run` builds a classification or regression run (generation tasks: `fit_generation.py`)
 and returns a `BuiltRun`, whose `setup` says what the record learns before training;
 `fit_and_test` fits and tests any built run and returns a `FitResult`. Neither sees the run
-record: `train.py` turns both into it. The pieces both problems build the same way live below
+record: `run_cell.py` turns both into it. The pieces both problems build the same way live below
 both: the run's precision and step plan (`run_plan.py`), the Trainer, loggers and callbacks
-(`trainer_build.py`) and what a fitted run measures (`fit_record.py`).
+(`trainer_build.py`) and what a fitted run measures (`fit_summary.py`).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from lora_exp.built_run import BuiltRun
 from lora_exp.fit_generation import build_generation_run
-from lora_exp.fit_record import measured, phase_timings
 from lora_exp.fit_result import FitResult, RunSetup
+from lora_exp.fit_summary import measured, phase_timings
 from lora_exp.records import redact
 from lora_exp.run_plan import (
     dataloader_workers,

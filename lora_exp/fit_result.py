@@ -1,10 +1,10 @@
-"""What building and fitting a run return to `train.py`, which alone turns them into the record.
+"""What building and fitting a run return to `run_cell.py`, which alone turns them into the record.
 
-Each layer below `train.py` returns what it found instead of writing into the run record: the
+Each layer below `run_cell.py` returns what it found instead of writing into the run record: the
 set-up (`RunSetup`: data, parameter counts, the planned training step) before training starts,
 and the outcome (`FitResult`: the epochs, the best one, the test, measurements and timings) after
-testing. `train.py` records the set-up before fitting, so a run that fails or is interrupted while
-training still has its data description and parameter counts on record, as before.
+testing. `run_cell.py` records the set-up before fitting, so a run that fails or is interrupted
+while training still has its data description and parameter counts on record, as before.
 """
 
 from __future__ import annotations

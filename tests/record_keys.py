@@ -1,6 +1,6 @@
 """The key paths of a run record, as the code before issue 18's result objects wrote them.
 
-Fitting now returns result objects that `train.py` alone turns into the record (fit_result.py);
+Fitting now returns result objects that `run_cell.py` alone turns into the record (fit_result.py);
 the record itself must not change. These sets were read from records that the previous code
 (commit 94d3a61) wrote for a tiny classification run and a tiny E2E run: tests compare a fresh
 record's key paths with them. `config` and `environment.packages` are left unexpanded (their keys

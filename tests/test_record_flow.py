@@ -1,11 +1,12 @@
-"""The run record is written in one place: `train.py` turns the results of the layers below into it.
+"""The run record is written in one place: `run_cell.py` turns the results of the layers below
+into it.
 
 Issue 18: "no record mutation across layers". Building, fitting and testing return result objects
-(`fit_result.py`, `built_run.py`, `dry_run.DryRun`); a function below `train.py` that received the
-record to fill in would bring back the reach-up this replaced. The check reads the source with
-`ast`: outside `train.py`, no function of `lora_exp` takes a parameter named `record` and assigns
+(`fit_result.py`, `built_run.py`, `dry_run.DryRun`); a function below `run_cell.py` that received
+the record to fill in would bring back the reach-up this replaced. The check reads the source with
+`ast`: outside `run_cell.py`, no function of `lora_exp` takes a parameter named `record` and assigns
 into it, deletes from it or calls one of its mutating methods (reading a record, as the reports
-and `fit_record.print_summary` do, is fine).
+and `fit_summary.print_summary` do, is fine).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-OWNER = ROOT / "lora_exp" / "train.py"
+OWNER = ROOT / "lora_exp" / "run_cell.py"
 MUTATING = {"update", "setdefault", "pop", "popitem", "clear", "__setitem__", "__delitem__"}
 
 
@@ -63,7 +64,7 @@ def record_mutations(root: Path = ROOT) -> list[str]:
 
 def test_only_train_py_writes_into_the_run_record():
     found = record_mutations()
-    assert not found, "the run record is changed below train.py:\n" + "\n".join(found)
+    assert not found, "the run record is changed below run_cell.py:\n" + "\n".join(found)
 
 
 def test_the_check_sees_assignments_updates_and_nested_writes():

@@ -6,15 +6,15 @@ bad input ends with exit 2 in about a second instead of a traceback after minute
 Before a sweep is submitted to SLURM (a Hydra callback, conf/launcher/slurm.yaml):
   slurm.py    the tools, the controller, the launcher settings, the partition, `sbatch --test-only`
 
-Before a run imports torch (`before_loading`, called by train.main):
+Before a run imports torch (`before_loading`, called by run_cell.main):
   config.py   the composed config: types and ranges, method and task choices, targets
   layout.py   the device layout against the global batch and the launcher
               and here: every adapted weight type exists in the model family
 
-Before the run directory is locked (train.main):
+Before the run directory is locked (run_cell.main):
   inputs.py   the task's data source is reachable and complete, the init checkpoint exists
 
-After the lock, before a byte of the model is allocated (train.main):
+After the lock, before a byte of the model is allocated (run_cell.main):
   memory.py   parameters, gradients and optimizer state fit the memory available now
 
 Checks that need the built model (a method on a backbone without the weights it needs, e.g.

@@ -1,6 +1,6 @@
 """Where a run's wall time goes: one number per phase, in the record as `timing/<phase>`.
 
-    timing/imports      process start to `train.main` (interpreter, Hydra, config composition),
+    timing/imports      process start to `run_cell.main` (interpreter, Hydra, config composition),
                         plus torch, transformers and Lightning, imported when training starts
     timing/memory_check estimating the run's memory before allocating (checks/memory.py)
     timing/data_load    reading the task's splits, subsampling, fingerprinting

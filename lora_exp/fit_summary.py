@@ -1,7 +1,7 @@
 """What a fitted run reports about itself (measurements, phase timings), and the closing summary.
 
-`fit.fit_and_test` returns the first two in its `FitResult`; `train.py` prints the summary from
-the finished record. Nothing here writes into the record: `train.py` alone does.
+`fit.fit_and_test` returns the first two in its `FitResult`; `run_cell.py` prints the summary from
+the finished record. Nothing here writes into the record: `run_cell.py` alone does.
 """
 
 from __future__ import annotations

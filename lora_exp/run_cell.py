@@ -33,8 +33,8 @@ from lora_exp import checks, run_lock
 from lora_exp.checks.memory import check_memory
 from lora_exp.distributed import is_global_zero, layout
 from lora_exp.errors import UserError
-from lora_exp.fit_record import print_summary
 from lora_exp.fit_result import FitResult, RunSetup
+from lora_exp.fit_summary import print_summary
 from lora_exp.hydra_job import in_multirun, run_dir_and_overrides
 from lora_exp.interrupts import interruption
 from lora_exp.measure.clock import process_age_s
