@@ -65,6 +65,8 @@ class FamilyCase:
         model: the tiny random model, `conf/model/<model>.yaml`.
         family: its key in `lora_exp.models.FAMILIES` (the YAML's `family:`).
         blocks: module path of the list of transformer blocks (FSDP wraps, compiles each one).
+        positions: tokens one input may hold (`input_positions`: the position table's rows less
+            the family's `position_offset`).
         block: parameters of one transformer block, head excluded.
         outside: backbone parameters outside the blocks (embeddings, final norm).
         biases: the backbone's bias parameters (BitFit), None for a backbone without biases
@@ -85,6 +87,7 @@ class FamilyCase:
     model: str
     family: str
     blocks: str
+    positions: int
     block: Callable[[Arch], int]
     outside: Callable[[Arch], int]
     biases: Callable[[Arch], int] | None
@@ -128,6 +131,7 @@ FAMILY_CASES = (
         model="tiny-bert",
         family="bert",
         blocks="bert.encoder.layer",
+        positions=130,
         block=bert_block,
         outside=bert_outside,
         biases=bert_biases,
@@ -143,6 +147,7 @@ FAMILY_CASES = (
         model="tiny-roberta",
         family="roberta",
         blocks="roberta.encoder.layer",
+        positions=128,  # 130 rows, numbered from padding_idx + 1 = 2
         block=bert_block,
         outside=bert_outside,
         biases=bert_biases,
@@ -158,6 +163,7 @@ FAMILY_CASES = (
         model="tiny-deberta",
         family="deberta_v2",
         blocks="deberta.encoder.layer",
+        positions=130,
         block=lambda a: bert_block(a) + 2 * (a.d * a.d + a.d),  # + pos_key_proj, pos_query_proj
         outside=lambda a: (  # relative, not absolute positions
             (a.arch.vocab_size + a.arch.type_vocab_size) * a.d
@@ -177,6 +183,7 @@ FAMILY_CASES = (
         model="tiny-gpt2",
         family="gpt2",
         blocks="transformer.h",
+        positions=128,
         block=lambda a: 12 * a.d * a.d + 13 * a.d,  # f = 4d
         outside=lambda a: (a.arch.vocab_size + a.arch.n_positions) * a.d + 2 * a.d,  # + ln_f
         biases=lambda a: a.layers * 11 * a.d + a.d,
@@ -196,6 +203,7 @@ FAMILY_CASES = (
         model="tiny-llama",
         family="llama",
         blocks="model.layers",
+        positions=128,
         # q, o: d²; k, v: d d_kv; gate, up, down: d f; two RMSNorms
         block=lambda a: 2 * a.d * a.d + 2 * a.d * a.d_kv + 3 * a.d * a.f + 2 * a.d,
         outside=lambda a: a.arch.vocab_size * a.d + a.d,  # token embeddings, final RMSNorm

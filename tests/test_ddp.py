@@ -33,6 +33,7 @@ from lora_exp.errors import UserError
 from lora_exp.records import config_hash
 from lora_exp.tasks.sampler import EpochSeededSampler, MaskedEvalDataset, ShardedEvalSampler
 from tests.conftest import ROOT, compose, run_cli
+from tests.family_cases import CASES, TINY_MODELS
 from tests.test_methods import MATRIX, method_config
 
 METRIC_TOLERANCE = 0.002
@@ -188,14 +189,10 @@ def test_fsdp_strategy_shards_blocks_and_keeps_original_parameters(tiny_model):
     assert build_strategy(compose([]).trainer) == "auto"
 
 
-def test_block_classes_find_each_familys_transformer_block(tiny_model):
-    for family, path in [
-        ("tiny-bert", "bert.encoder.layer"),
-        ("tiny-gpt2", "transformer.h"),
-        ("tiny-deberta", "deberta.encoder.layer"),
-    ]:
-        model, _ = tiny_model(family)
-        assert block_classes(model) == {type(model.get_submodule(path)[0])}
+@pytest.mark.parametrize("name", TINY_MODELS)
+def test_block_classes_find_each_familys_transformer_block(tiny_model, name):
+    model, _ = tiny_model(name)
+    assert block_classes(model) == {type(model.get_submodule(CASES[name].blocks)[0])}
 
 
 # --- end to end: 2 gloo processes vs 1, through run.py ---

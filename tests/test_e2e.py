@@ -20,6 +20,7 @@ import pytest
 from lora_exp.errors import UserError
 from tests import record_keys
 from tests.conftest import compose, run_cli
+from tests.family_cases import FAMILY_CASES, Arch, lora_count
 
 # (MR, references): several references per MR, as in the challenge's files.
 TRAIN = [
@@ -463,19 +464,16 @@ def test_table11_hparams(model):
 # --- a tiny run through run.py -------------------------------------------------------------------
 
 
-# One row per decoder family: the tiny model and its LoRA r=8 count on q and v (2 blocks).
-DECODERS = [
-    ("tiny-gpt2", 2 * 2 * (32 * 8 + 8 * 32)),
-    ("tiny-llama", 2 * 8 * ((32 + 32) + (32 + 16))),  # grouped queries: W_v is 32 -> 16
-]
+# Every causal-LM family of the family matrix (tests/family_cases.py).
+DECODERS = [row.model for row in FAMILY_CASES if row.causal_lm]
 
 
 @pytest.mark.slow  # ~40 s on 2 cores: Lightning's import, training, METEOR's paraphrase table
 @needs_java
-@pytest.mark.parametrize(("model", "trainable"), DECODERS)
-def test_tiny_run_writes_a_record_with_the_e2e_metrics(
-    e2e_dir, bpe_dir, tmp_path, model, trainable
-):
+@pytest.mark.parametrize("model", DECODERS)
+def test_tiny_run_writes_a_record_with_the_e2e_metrics(e2e_dir, bpe_dir, tmp_path, model):
+    # LoRA r=8 on q and v: r (d + d) + r (d + d_kv) per block (grouped queries: W_v is d -> d_kv)
+    trainable = lora_count(Arch.of(compose([f"model={model}"])), 8, ("q", "v"))
     run_dir = tmp_path / "run"
     result = run_cli([
         f"model={model}", f"model.tokenizer={bpe_dir}", "method=lora", "task=e2e",

@@ -2,7 +2,7 @@
 
 The families are the `FamilyCase` rows of tests/family_cases.py, which say what PEFT can express.
 
-* Every family of whole-module sites (`peft_lora`: BERT, RoBERTa, DeBERTa-v2, Llama): our LoRA and
+* Every family of whole-module sites (rows with `peft_lora`: all but GPT-2): our LoRA and
   `peft.get_peft_model` give the same logits (1e-6) and train as many parameters.
 * GPT-2 q/v slice of the fused c_attn: against the direct computation W0 + (alpha/r) B A written
   into the q and v columns of c_attn, which PEFT cannot express (its c_attn target adapts q, k, v
