@@ -1,6 +1,6 @@
 """Entry point: `python run.py [group=option ...] [knob=value ...]` (see `python run.py --help`).
 
-Hydra composes the config from conf/; lora_exp.train.main runs it and writes record.json.
+Hydra composes the config from conf/; lora_exp.run_cell.main runs it and writes record.json.
 Exit status (README, "Failure behaviour"): 0 success; 2 bad input, with one `error: ...` line and
 no traceback (an unknown group option, a misspelled knob, bad override syntax, an unusable output
 directory, a bad value or missing data); 128 + N when stopped by signal N (lora_exp/cli.py);

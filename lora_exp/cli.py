@@ -1,4 +1,4 @@
-"""Glue between Hydra's entry point and `train.main`: how a run ends -> one line and an exit status.
+"""Glue between Hydra's entry point and `run_cell.main`: how a run ends -> one line, an exit status.
 
     success                          0
     bad input (`UserError`)          2  one `error: ...` line, no traceback
@@ -24,7 +24,7 @@ from lora_exp.records import redact
 
 
 def run_main(cfg: DictConfig) -> None:
-    """Run `train.main` (or the job `cfg.job` names); map how it ended to an exit status."""
+    """Run `run_cell.main` (or the job `cfg.job` names); map how it ended to an exit status."""
     logging.getLogger("lora_exp").setLevel(logging.INFO)
     # Hydra has parsed the arguments; loggers such as wandb copy sys.argv into their run metadata,
     # so a secret typed on the command line must not survive there either.
@@ -34,7 +34,7 @@ def run_main(cfg: DictConfig) -> None:
             if cfg.get("job", "train") == "latency":  # conf/sweep/table1_latency.yaml: a benchmark
                 from lora_exp.measure.latency_job import main
             else:
-                from lora_exp.train import main
+                from lora_exp.run_cell import main
 
             main(cfg)
         except UserError as err:

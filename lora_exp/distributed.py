@@ -14,8 +14,8 @@ Semantics (the same for every method):
   directory and config. Under SLURM (`launcher=slurm`: one task per device, `nodes` =
   `trainer.num_nodes`) srun starts every rank and Lightning's SLURMEnvironment reads the ranks.
   A Hydra multirun with an in-process launcher cannot use the subprocess launcher (the children
-  would re-run the whole sweep), so `check_layout` refuses it with the way out.
-* Every rank runs `train.main` (so all make the same skip/resume decisions from the same files);
+  would re-run the whole sweep), so `checks/layout.py` refuses it with the way out.
+* Every rank runs `run_cell.main` (so all make the same skip/resume decisions from the same files);
   only global rank 0 writes the record, the CSV/wandb runs and checkpoints. `ResumeAgreement`
   stops a run whose ranks would resume from different checkpoints.
 * FSDP (FSDP1 through Lightning) shards the frozen base too, one unit per transformer block,
@@ -88,25 +88,6 @@ def is_global_zero() -> bool:
     return all(os.environ.get(var, "0") == "0" for var in RANK_VARIABLES)
 
 
-def check_layout(cfg: DictConfig, multirun: bool = False) -> None:
-    """Validate the device layout against the batch size and the launcher (no torch import).
-
-    Args:
-        cfg: the composed config.
-        multirun: whether this job is one cell of a Hydra sweep.
-    """
-    trainer = cfg.trainer
-    strategy_name(trainer)
-    world = world_size(trainer)
-    per_device_batch(int(cfg.batch_size), world)
-    if world > 1 and multirun and not processes_created_externally():
-        raise UserError(
-            f"{world} processes per run (trainer.devices x trainer.num_nodes) inside a sweep need "
-            "a launcher that starts one task per device: use launcher=slurm, or run the cells "
-            "one at a time without -m"
-        )
-
-
 def layout(cfg: DictConfig) -> dict:
     """The device layout and batch sizes, for the run record."""
     world = world_size(cfg.trainer)
@@ -152,9 +133,13 @@ def no_forward_buffer_sync() -> dict:
     }
 
 
-def build_strategy(cfg: DictConfig, model=None):
-    """The Lightning strategy for `cfg.trainer` ("auto" on one device)."""
-    trainer = cfg.trainer
+def build_strategy(trainer: DictConfig, model=None):
+    """The Lightning strategy for the `trainer` config group ("auto" on one device).
+
+    Args:
+        trainer: the `trainer` config group (strategy, backend, sharding).
+        model: the model FSDP wraps block by block (None: no wrapping policy).
+    """
     name = strategy_name(trainer)
     backend = trainer.get("process_group_backend")  # None: nccl on GPUs, gloo on CPU
     if name == "ddp":
@@ -183,7 +168,7 @@ def resume_agreement(resume_from):
     """A callback that stops the run if ranks disagree on the checkpoint to resume from.
 
     Args:
-        resume_from: the checkpoint this rank's `train.main` chose (None: start fresh).
+        resume_from: the checkpoint this rank's `run_cell.main` chose (None: start fresh).
     """
     from lightning.pytorch.callbacks import Callback
 

@@ -8,12 +8,13 @@ the exact count, with the reason when they differ (`measure/paper_counts.py`).
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig
 
-from lora_exp.records import environment, utc_now, write_json_atomic
+if TYPE_CHECKING:
+    from lora_exp.measure.paper_counts import PaperCount
 
 
 def dry_counts(cfg: DictConfig, model=None) -> tuple[dict, object]:
@@ -50,26 +51,38 @@ def dry_counts(cfg: DictConfig, model=None) -> tuple[dict, object]:
     return counts, method
 
 
-def dry_run(cfg: DictConfig, record: dict, record_path: Path, start: float) -> dict:
-    """Count parameters of model x method at full scale; write a record with status dry_run."""
+@dataclass(frozen=True)
+class DryRun:
+    """What a dry run found: the exact counts, the method, and the paper's figure if it prints one.
+
+    Attributes:
+        counts: `dry_counts`'s parameter counts.
+        model_name: the `model` config's name.
+        description: the method described for a human (`Method.describe`).
+        paper: the paper's figure for this configuration (`measure/paper_counts.py`), or None.
+    """
+
+    counts: dict
+    model_name: str
+    description: str
+    paper: PaperCount | None
+
+
+def dry_run(cfg: DictConfig) -> DryRun:
+    """Count parameters of model x method at full scale (the record is `run_cell.py`'s to write)."""
     from lora_exp.measure.paper_counts import paper_count
-    from lora_exp.measure.params import format_count
 
     counts, method = dry_counts(cfg)
-    paper = paper_count(cfg)
-    record.update(
-        status="dry_run",
-        params=counts,
-        finished_at=utc_now(),
-        wall_time_s=round(time.time() - start, 2),
-        environment=environment(),
-    )
-    if paper is not None:
-        record["paper_count"] = {"paper": paper.paper, "source": paper.source, "note": paper.note}
-    write_json_atomic(record_path, record)
-    task = cfg.task
+    return DryRun(counts, str(cfg.model.name), method.describe(), paper_count(cfg))
+
+
+def print_dry_run(result: DryRun, task: DictConfig) -> None:
+    """The counts for a human, next to the paper's figure where it prints one."""
+    from lora_exp.measure.params import format_count
+
+    counts, paper = result.counts, result.paper
     labels = 1 if task.problem == "regression" else len(task.get("label_names") or [])
-    print(f"{cfg.model.name} + {method.describe()} ({task.name}, {labels} labels)")
+    print(f"{result.model_name} + {result.description} ({task.name}, {labels} labels)")
     for key, value in counts.items():
         if key == "params/percent_of_base":
             continue
@@ -84,4 +97,3 @@ def dry_run(cfg: DictConfig, record: dict, record_path: Path, start: float) -> d
             print(f"  {where} prints {paper.paper}; the exact count is {exact}")
         if paper.note:
             print(f"    note: {paper.note}")
-    return record

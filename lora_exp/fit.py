@@ -1,8 +1,11 @@
-"""Fit and test a classification or regression run with Lightning; fill its run record.
+"""Build a run's pieces, then fit and test them with Lightning; return what happened.
 
-Generation tasks hand over to `fit_generation.py`. The pieces both paths build the same way live
-below both: the run's precision and step plan (`run_plan.py`), the Trainer, loggers and callbacks
-(`trainer_build.py`) and what a fitted run writes into its record (`fit_record.py`).
+`build_run` builds a classification or regression run (generation tasks: `fit_generation.py`)
+and returns a `BuiltRun`, whose `setup` says what the record learns before training;
+`fit_and_test` fits and tests any built run and returns a `FitResult`. Neither sees the run
+record: `run_cell.py` turns both into it. The pieces both problems build the same way live below
+both: the run's precision and step plan (`run_plan.py`), the Trainer, loggers and callbacks
+(`trainer_build.py`) and what a fitted run measures (`fit_summary.py`).
 """
 
 from __future__ import annotations
@@ -13,10 +16,18 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from lora_exp.fit_generation import fit_and_test_generation
-from lora_exp.fit_record import add_import_time, print_summary, record_measurements, record_timings
-from lora_exp.records import environment, redact
-from lora_exp.run_plan import dataloader_workers, plan_run, prepare_for_training, trains_on_cuda
+from lora_exp.built_run import BuiltRun
+from lora_exp.fit_generation import build_generation_run
+from lora_exp.fit_result import FitResult, RunSetup
+from lora_exp.fit_summary import measured, phase_timings
+from lora_exp.records import redact
+from lora_exp.run_plan import (
+    dataloader_workers,
+    plan_run,
+    planned_step,
+    prepare_for_training,
+    trains_on_cuda,
+)
 from lora_exp.trainer_build import (
     build_loggers,
     build_trainer,
@@ -28,26 +39,26 @@ from lora_exp.trainer_build import (
 log = logging.getLogger("lora_exp")
 
 
-def best_entry(history: list[dict], key: str) -> dict | None:
-    """The validation epoch with the highest `key` (the first one on ties)."""
+def best_entry(history: list[dict], key: str, mode: str = "max") -> dict | None:
+    """The validation epoch with the highest (mode max) or lowest (min) `key`, first on ties."""
     scored = [h for h in history if key in h]
-    return max(scored, key=lambda h: h[key]) if scored else None
+    if not scored:
+        return None
+    return (max if mode == "max" else min)(scored, key=lambda h: h[key])
 
 
-def fit_and_test(
-    cfg: DictConfig,
-    record: dict,
-    run_dir: Path,
-    overrides: list[str],
-    resume_from: Path | None = None,
-) -> None:
-    """Train, pick the best validation epoch, test its checkpoint; fill `record` in place.
+def build_run(
+    cfg: DictConfig, run_dir: Path, overrides: list[str], resume_from: Path | None = None
+) -> BuiltRun:
+    """Data, backbone, method, module, Trainer of one run, ready for `fit_and_test`.
 
     Args:
-        resume_from: a `last.ckpt` of the same configuration to continue from (see resume.py).
+        overrides: the command-line overrides (a rank given to a method without one is noted).
+        resume_from: a `last.ckpt` of the same configuration that fitting continues from; every
+            data-parallel rank must agree on it (`distributed.resume_agreement`).
     """
     if cfg.task.problem == "generation":  # E2E: causal LM, beam search (fit_generation.py)
-        return fit_and_test_generation(cfg, record, run_dir, overrides, resume_from)
+        return build_generation_run(cfg, run_dir)
     importing = time.perf_counter()
     import lightning as L
 
@@ -58,14 +69,13 @@ def fit_and_test(
     from lora_exp.module import ClassificationModule
     from lora_exp.tasks.datamodule import TaskDataModule
 
-    add_import_time(record, time.perf_counter() - importing)  # torch, transformers, Lightning
+    import_s = time.perf_counter() - importing  # torch, transformers, Lightning
     quiet_library_logging()
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
-    record["environment"] = environment()
     task, family = cfg.task, get_family(cfg.model.family)
     method = build_method(cfg.method)
     method.check(family)  # a method that cannot apply to this family fails before data loads
-    precision, plan, buckets = plan_run(cfg, task.problem)  # so does a step mode that cannot run
+    precision, plan, buckets = plan_run(cfg.trainer, task)  # so does a step mode that cannot run
     if not method.uses_rank and any(o.startswith(("rank=", "alpha=")) for o in overrides):
         log.warning("method %s has no rank or alpha; the override is ignored", method.name)
 
@@ -76,11 +86,10 @@ def fit_and_test(
         tokenizer,
         int(cfg.batch_size),
         int(cfg.eval_batch_size),
-        dataloader_workers(cfg),
+        dataloader_workers(cfg.trainer),
         shuffle_seed=int(cfg.seed),
     )
     data.setup()  # load the data before the model: a missing data set fails fast
-    record["task"].update(data.info)
 
     regression = task.problem == "regression"
     loading = time.perf_counter()
@@ -88,15 +97,18 @@ def fit_and_test(
         cfg.model, 1 if regression else len(task.label_names), task.problem, tokenizer.pad_token_id
     )
     method.apply(model, family)
+    init_from = None
     if task.get("init_from"):  # MRPC/RTE/STS-B from the best MNLI checkpoint (App. D)
         from lora_exp.tasks.init_from import find_init_checkpoint, load_init_checkpoint
 
         source = find_init_checkpoint(cfg, Path(str(cfg.records_root)))
         load_init_checkpoint(model, source, family)
-        record["init_from"] = str(source)
-    prepare_for_training(cfg, model, method, family, record, (precision, plan, buckets))
+        init_from = str(source)
+    params = prepare_for_training(
+        cfg.trainer, cfg.model.name, model, method, family, (precision, plan, buckets)
+    )
     model_load_s = time.perf_counter() - loading
-    data.use_static_shapes(buckets, pin_memory=trains_on_cuda(cfg))
+    data.use_static_shapes(buckets, pin_memory=trains_on_cuda(cfg.trainer))
 
     module = ClassificationModule(
         model,
@@ -116,45 +128,65 @@ def fit_and_test(
     )
     monitor = f"val/{task.primary_metric}"
     best, last = checkpoint_callbacks(run_dir, monitor, "max")
-    measurements, phases = run_measurements(cfg), PhaseTimer()
-    loggers = build_loggers(cfg, run_dir)
+    measurements, phases = run_measurements(cfg.get("measure"), family), PhaseTimer()
+    loggers = build_loggers(cfg.logger, run_dir, cfg.method.name)
+    strategy = build_strategy(
+        cfg.trainer, model
+    )  # trainer=ddp / trainer=fsdp; "auto" on one device
     trainer = build_trainer(
-        cfg,
+        cfg.trainer,
+        cfg.epochs,
         run_dir,
         precision,
         loggers,
         callbacks=[best, last, measurements, phases, resume_agreement(resume_from)],
         devices=cfg.trainer.devices,
         num_nodes=int(cfg.trainer.get("num_nodes", 1)),
-        strategy=build_strategy(cfg, model),  # trainer=ddp / trainer=fsdp; "auto" on one device
+        strategy=strategy,
         use_distributed_sampler=False,  # our samplers shard themselves (tasks/sampler.py)
     )
     for logger in trainer.loggers:
         logger.log_hyperparams(redact(OmegaConf.to_container(cfg, resolve=True)))
         logger.log_metrics(
-            {**record["params"], "test/majority_acc": data.info["majority_test_acc"] or 0.0},
-            step=0,
+            {**params, "test/majority_acc": data.info["majority_test_acc"] or 0.0}, step=0
         )
+    setup = RunSetup(import_s, dict(data.info), params, planned_step(plan, buckets), init_from)
+    return BuiltRun(setup, module, data, trainer, best, measurements, phases, monitor, "max",
+                    task, run_dir, model_load_s)  # fmt: skip
 
-    phases.wrap_checkpoint_io(trainer)
+
+def fit_and_test(run: BuiltRun, resume_from: Path | None = None) -> FitResult:
+    """Train, pick the best validation epoch, test its checkpoint (and any extra splits).
+
+    Args:
+        resume_from: a `last.ckpt` of the same configuration to continue from (see resume.py).
+    """
+    from lora_exp.tasks.extra_eval import score_extra_splits
+
+    trainer, module, data = run.trainer, run.module, run.data
+    run.phases.wrap_checkpoint_io(trainer)
     trainer.fit(module, datamodule=data, ckpt_path=str(resume_from) if resume_from else None)
     if trainer.interrupted:
         raise KeyboardInterrupt("training was interrupted")
-    record["history"] = module.history
-    record["resumed_from_epoch"] = module.resumed_from_epoch
-    record["step"].update(module.step_report())
-    record["best"] = best_entry(module.history, monitor)
+    history, resumed_from_epoch = list(module.history), module.resumed_from_epoch
+    step = module.step_report()
     results = trainer.test(module, datamodule=data, ckpt_path="best", verbose=False)
-    record["test"] = {k: float(v) for k, v in results[0].items()}
-    # Summed over ranks: equal to the split sizes when nothing was dropped or scored twice.
-    record["examples_scored"] = dict(module.examples_scored)
-    from lora_exp.tasks.extra_eval import score_extra_splits
-
-    record["test"].update(score_extra_splits(trainer, module, data, task))  # MNLI: test/acc_mm
-    record_measurements(record, measurements, best, trainer)
-    record_timings(record, data.timings, model_load_s, phases, measurements, module)
+    test = {k: float(v) for k, v in results[0].items()}
+    extras = module.record_extras()  # before extra splits run more test passes
+    test.update(score_extra_splits(trainer, module, data, run.task_cfg))  # MNLI: test/acc_mm
+    result = FitResult(
+        history=history,
+        resumed_from_epoch=resumed_from_epoch,
+        step=step,
+        best=best_entry(history, run.monitor, run.mode),
+        test=test,
+        measurements=measured(run.measurements, run.best, trainer),
+        timing=phase_timings(data.timings, run.model_load_s, run.phases, run.measurements, module),
+        task_info=module.task_info(),
+        extras=extras,
+    )
     for logger in trainer.loggers:
         logger.save()
     if trainer.is_global_zero:
-        (run_dir / "checkpoints" / "last.ckpt").unlink(missing_ok=True)  # finished: no resume
-        print_summary(cfg, record)
+        (run.run_dir / "checkpoints" / "last.ckpt").unlink(missing_ok=True)  # finished: no resume
+    return result

@@ -1,9 +1,10 @@
-"""Build and run a generation task (`task.problem: generation`, E2E): causal LM, fit, beam search.
+"""Build a generation run (`task.problem: generation`, E2E): tokenizer, causal LM, module, Trainer.
 
-`fit.fit_and_test` hands over to `fit_and_test_generation` for these tasks. The pieces mirror the
-classification path (same method interface, loggers, checkpoints, run record) with a causal-LM
-backbone (`AutoModelForCausalLM`, GPT-2's `GPT2LMHeadModel`), `tasks/lm_data.py` and
-`generation_module.py`. The best epoch is the one with the lowest `val/loss`.
+`fit.build_run` hands over to `build_generation_run` for these tasks, and `fit.fit_and_test` fits
+the `BuiltRun` it returns like any other. The pieces mirror the classification path (same method
+interface, loggers, checkpoints, run record) with a causal-LM backbone (`AutoModelForCausalLM`,
+GPT-2's `GPT2LMHeadModel`), `tasks/lm_data.py` and `generation_module.py`. The best epoch is the
+one with the lowest `val/loss`.
 
 Tokenizer: `model.tokenizer` may also be a directory holding a saved tokenizer (what
 `save_pretrained` writes): tests use a small byte-level BPE trained on the fly, since GPT-2's
@@ -18,10 +19,17 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from lora_exp.built_run import BuiltRun
 from lora_exp.errors import UserError
-from lora_exp.fit_record import add_import_time, print_summary, record_measurements, record_timings
-from lora_exp.records import environment, redact
-from lora_exp.run_plan import dataloader_workers, plan_run, prepare_for_training, trains_on_cuda
+from lora_exp.fit_result import RunSetup
+from lora_exp.records import redact
+from lora_exp.run_plan import (
+    dataloader_workers,
+    plan_run,
+    planned_step,
+    prepare_for_training,
+    trains_on_cuda,
+)
 from lora_exp.trainer_build import (
     build_loggers,
     build_trainer,
@@ -90,20 +98,11 @@ def causal_lm_on_meta(model_cfg: DictConfig):
         return AutoModelForCausalLM.from_config(config)
 
 
-def lowest_entry(history: list[dict], key: str) -> dict | None:
-    """The validation epoch with the lowest `key` (the first one on ties)."""
-    scored = [h for h in history if key in h]
-    return min(scored, key=lambda h: h[key]) if scored else None
+def build_generation_run(cfg: DictConfig, run_dir: Path) -> BuiltRun:
+    """Data, causal LM, method, module, Trainer of a generation run, ready for `fit_and_test`.
 
-
-def fit_and_test_generation(
-    cfg: DictConfig,
-    record: dict,
-    run_dir: Path,
-    overrides: list[str],
-    resume_from: Path | None = None,
-) -> None:
-    """Train, keep the epoch with the lowest val/loss, generate and score the test MRs."""
+    The best epoch is the one with the lowest `val/loss`; the test generates and scores the MRs.
+    """
     importing = time.perf_counter()
     import lightning as L
 
@@ -113,14 +112,13 @@ def fit_and_test_generation(
     from lora_exp.models import get_family
     from lora_exp.tasks.lm_data import GenerationDataModule, eos_id
 
-    add_import_time(record, time.perf_counter() - importing)
+    import_s = time.perf_counter() - importing
     quiet_library_logging()
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
-    record["environment"] = environment()
     task, family = cfg.task, get_family(cfg.model.family)
     method = build_method(cfg.method)
     method.check(family)
-    precision, plan, buckets = plan_run(cfg, task.problem)  # a mode that cannot run fails now
+    precision, plan, buckets = plan_run(cfg.trainer, task)  # a mode that cannot run fails now
     if cfg.trainer.devices not in (1, "1") or int(cfg.trainer.get("num_nodes", 1)) != 1:
         raise UserError(f"task={task.name} trains and tests on one device: pass trainer.devices=1")
 
@@ -131,18 +129,19 @@ def fit_and_test_generation(
         tokenizer,
         int(cfg.batch_size),
         int(cfg.eval_batch_size),
-        dataloader_workers(cfg),
+        dataloader_workers(cfg.trainer),
         shuffle_seed=int(cfg.seed),
     )
     data.setup()  # the data before the model: a missing data set fails fast
-    record["task"].update(data.info)
 
     loading = time.perf_counter()
     model = load_causal_lm(cfg.model, tokenizer)
     method.apply(model, family)
-    prepare_for_training(cfg, model, method, family, record, (precision, plan, buckets))
+    params = prepare_for_training(
+        cfg.trainer, cfg.model.name, model, method, family, (precision, plan, buckets)
+    )
     model_load_s = time.perf_counter() - loading
-    data.use_static_shapes(buckets, pin_memory=trains_on_cuda(cfg))
+    data.use_static_shapes(buckets, pin_memory=trains_on_cuda(cfg.trainer))
     module = GenerationModule(
         model,
         method,
@@ -165,30 +164,20 @@ def fit_and_test_generation(
     )
     monitor = "val/loss"
     best, last = checkpoint_callbacks(run_dir, monitor, "min")
-    measurements, phases = run_measurements(cfg), PhaseTimer()
-    loggers = build_loggers(cfg, run_dir)
+    measurements, phases = run_measurements(cfg.get("measure"), family), PhaseTimer()
+    loggers = build_loggers(cfg.logger, run_dir, cfg.method.name)
     trainer = build_trainer(
-        cfg, run_dir, precision, loggers, callbacks=[best, last, measurements, phases], devices=1
+        cfg.trainer,
+        cfg.epochs,
+        run_dir,
+        precision,
+        loggers,
+        callbacks=[best, last, measurements, phases],
+        devices=1,
     )
     for logger in trainer.loggers:
         logger.log_hyperparams(redact(OmegaConf.to_container(cfg, resolve=True)))
-        logger.log_metrics(record["params"], step=0)
-
-    phases.wrap_checkpoint_io(trainer)
-    trainer.fit(module, datamodule=data, ckpt_path=str(resume_from) if resume_from else None)
-    if trainer.interrupted:
-        raise KeyboardInterrupt("training was interrupted")
-    record["history"] = module.history
-    record["resumed_from_epoch"] = module.resumed_from_epoch
-    record["step"].update(module.step_report())
-    record["best"] = lowest_entry(module.history, monitor)
-    results = trainer.test(module, datamodule=data, ckpt_path="best", verbose=False)
-    record["test"] = {k: float(v) for k, v in results[0].items()}
-    record["task"].update(module.metric_info)
-    record["predictions"] = str(run_dir / "predictions")
-    record_measurements(record, measurements, best, trainer)
-    record_timings(record, data.timings, model_load_s, phases, measurements, module)
-    for logger in trainer.loggers:
-        logger.save()
-    (run_dir / "checkpoints" / "last.ckpt").unlink(missing_ok=True)
-    print_summary(cfg, record)
+        logger.log_metrics(params, step=0)
+    setup = RunSetup(import_s, dict(data.info), params, planned_step(plan, buckets))
+    return BuiltRun(setup, module, data, trainer, best, measurements, phases, monitor, "min",
+                    task, run_dir, model_load_s)  # fmt: skip

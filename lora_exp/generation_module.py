@@ -25,22 +25,23 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import lightning as L
 import torch
 from omegaconf import DictConfig
 
-from lora_exp.engine.losses import masked_lm_loss
+from lora_exp.engine.losses import loss_for, masked_lm_loss
+from lora_exp.engine.modes import StepPlan
 from lora_exp.methods import Method
-from lora_exp.module import ClassificationModule
+from lora_exp.training_module import TrainingModule
 
 log = logging.getLogger("lora_exp")
 
 
-class GenerationModule(ClassificationModule):
+class GenerationModule(TrainingModule):
     """Wraps a (method-modified) HF causal LM (`GPT2LMHeadModel`).
 
-    Reuses ClassificationModule's merge-for-evaluation hooks, method-only checkpoints, resume
-    state and optimizer; replaces its loss, validation and test.
+    Training, merge-for-evaluation, method-only checkpoints, resume state and the optimizer are
+    `TrainingModule`'s; this class adds the label-smoothed LM loss, the teacher-forced validation
+    loss and the beam-search test.
 
     Args:
         model: a transformers `*ForCausalLM` / `*LMHeadModel` after `method.apply`.
@@ -52,6 +53,8 @@ class GenerationModule(ClassificationModule):
         test_references: per test MR, its references (in test-dataloader index order).
         output_dir: where the predictions are written (None: not written).
         merge_on_eval: merge the method into the weights for validation and test.
+        step_plan: how the training step executes (`engine/modes.py`); eager when None.
+        log_every_n_steps: how often the mean training loss is read and logged.
     """
 
     def __init__(
@@ -66,14 +69,13 @@ class GenerationModule(ClassificationModule):
         test_references: list[list[str]],
         output_dir: Path | None = None,
         merge_on_eval: bool = True,
-        step_plan=None,
+        step_plan: StepPlan | None = None,
         log_every_n_steps: int = 10,
     ):
-        # ClassificationModule.__init__ builds classification metrics: only the shared state here.
-        L.LightningModule.__init__(self)
-        self._init_training(model, method, task_cfg, optim, merge_on_eval, step_plan,
-                            log_every_n_steps)  # fmt: skip
-        self.label_smoothing = float(task_cfg.label_smoothing)
+        label_smoothing = float(task_cfg.label_smoothing)  # training only (Table 11)
+        loss = loss_for(task_cfg.problem, label_smoothing)
+        super().__init__(model, method, loss, optim, merge_on_eval, step_plan, log_every_n_steps)
+        self.label_smoothing = label_smoothing
         self.generation = task_cfg.generation
         self.tokenizer, self.eos_token_id, self.pad_token_id = tokenizer, eos_token_id, pad_token_id
         self.test_references = test_references
@@ -81,6 +83,14 @@ class GenerationModule(ClassificationModule):
         self._val_loss_sum = self._val_tokens = 0.0
         self._outputs: dict[int, str] = {}
         self.metric_info: dict = {}
+
+    def record_extras(self) -> dict:
+        """`predictions`: the directory holding the beam-search outputs and their references."""
+        return {} if self.output_dir is None else {"predictions": str(self.output_dir)}
+
+    def task_info(self) -> dict:
+        """`ptb_tokenizer`: which PTB tokenizer the E2E metrics ran (java, or the Python one)."""
+        return dict(self.metric_info)
 
     def _loss(self, batch, label_smoothing: float) -> torch.Tensor:
         out = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
@@ -95,13 +105,7 @@ class GenerationModule(ClassificationModule):
         values = {"val/loss": self._val_loss_sum / max(self._val_tokens, 1)}
         self._val_loss_sum = self._val_tokens = 0.0
         self.log_dict(values, prog_bar=True)
-        if self.trainer.sanity_checking:
-            return
-        entry = {"epoch": self.current_epoch, "step": self.global_step, **values}
-        mean = self._epoch_train_loss()
-        if mean is not None:
-            entry["train/loss_mean"] = mean
-        self.history.append(entry)
+        self._add_to_history(values)
 
     # --- test: beam search, then the corpus metrics ---
     @torch.no_grad()

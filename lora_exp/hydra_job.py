@@ -1,7 +1,7 @@
 """What Hydra knows about the job now running: is it one cell of a sweep, and where does it write.
 
 Both `cli.run_main` (a bad-input error in a sweep cell is re-raised so Hydra marks the cell failed
-and the sweep goes on) and `train` (the run directory, and `distributed.check_layout`, which refuses
+and the sweep goes on) and `train` (the run directory, and `checks/layout.py`, which refuses
 in-process ranks inside a sweep) ask these questions. They live here, below both, so the entry
 point calls down into `train` and nothing calls back up into the entry point.
 

@@ -10,7 +10,7 @@ the same cell:
   directory comes first: a SLURM job requeued after a time limit or preemption keeps its directory
   (submitit re-runs the same job), so this is the one resume mechanism, for crashes and requeues.
   A checkpoint that fails its integrity check (checkpoint_io.py) is moved aside, never resumed;
-  `force=true` never resumes (train.py).
+  `force=true` never resumes (run_cell.py).
 
 Checkpoints are written at the end of every epoch; together with the epoch-seeded sampler and the
 saved RNG state, a resumed run ends with the same metrics as an uninterrupted one (CPU, fixed seed).

@@ -36,16 +36,22 @@ def trainer_plugins() -> list:
     return [AtomicCheckpointIO(), *slurm]
 
 
-def build_loggers(cfg: DictConfig, run_dir: Path) -> list:
+def build_loggers(logger_cfg: DictConfig, run_dir: Path, job_type: str) -> list:
     """The CSV log always (a plain-file copy of every metric), plus wandb when chosen and it starts
-    (wandb_start.py: the environment's WANDB_MODE respected; a failed start never fails the run)."""
+    (wandb_start.py: the environment's WANDB_MODE respected; a failed start never fails the run).
+
+    Args:
+        logger_cfg: the `logger` config group (name; wandb's mode, project, entity, group, tags).
+        run_dir: the run directory (csv/ and wandb/ go there).
+        job_type: what wandb groups runs by within a project (the method's name).
+    """
     from lightning.pytorch.loggers import CSVLogger
 
     loggers = [CSVLogger(save_dir=str(run_dir), name="csv", version="")]  # run_dir/csv/metrics.csv
-    if cfg.logger.name == "wandb":
+    if logger_cfg.name == "wandb":
         from lora_exp.wandb_start import start_wandb
 
-        wandb_logger = start_wandb(cfg, run_dir)
+        wandb_logger = start_wandb(logger_cfg, run_dir, job_type)
         if wandb_logger is not None:
             loggers.append(wandb_logger)
     return loggers
@@ -75,26 +81,36 @@ def checkpoint_callbacks(run_dir: Path, monitor: str, mode: str) -> tuple:
     return best, last
 
 
-def run_measurements(cfg: DictConfig):
-    """The callback that measures latency, memory and throughput of every run (issue 5)."""
-    from lora_exp.measure.run_metrics import RunMeasurements
-    from lora_exp.models import get_family
+def run_measurements(measure_cfg: DictConfig | None, family):
+    """The callback that measures latency, memory and throughput of every run (issue 5).
 
-    measure_cfg = cfg.get("measure") or {}
+    Args:
+        measure_cfg: the `measure` config group (latency batch, length, trials), or None.
+        family: the model family (`models.Family`): which modules the latency probe times.
+    """
+    from lora_exp.measure.run_metrics import RunMeasurements
+
+    measure_cfg = measure_cfg or {}
     return RunMeasurements(
-        get_family(cfg.model.family),
+        family,
         latency_batch_size=measure_cfg.get("latency_batch_size", 1),
         latency_seq_len=measure_cfg.get("latency_seq_len", 128),
         latency_trials=measure_cfg.get("latency_trials", 20),
     )
 
 
-def build_trainer(cfg: DictConfig, run_dir: Path, precision: str, loggers, callbacks, **layout):
-    """The Lightning Trainer of every training run; `layout` sets devices, nodes and strategy."""
+def build_trainer(trainer_cfg: DictConfig, epochs: int, run_dir: Path, precision: str, loggers,
+                  callbacks, **layout):  # fmt: skip
+    """The Lightning Trainer of every training run; `layout` sets devices, nodes and strategy.
+
+    Args:
+        trainer_cfg: the `trainer` config group (accelerator, logging, progress bar, determinism).
+        epochs: the top-level `epochs`.
+    """
     import lightning as L
 
-    every = int(cfg.trainer.log_every_n_steps)
-    if cfg.trainer.enable_progress_bar:
+    every = int(trainer_cfg.log_every_n_steps)
+    if trainer_cfg.enable_progress_bar:
         # Lightning's bar redraws the terminal after every batch by default (set_postfix writes
         # at once); a captured step is done in ~3 ms, so the redraw would cost a fixed share of
         # each step. The loss it shows changes once per logging interval: redraw then.
@@ -102,13 +118,13 @@ def build_trainer(cfg: DictConfig, run_dir: Path, precision: str, loggers, callb
 
         callbacks = [*callbacks, TQDMProgressBar(refresh_rate=every)]
     return L.Trainer(
-        max_epochs=int(cfg.epochs),
-        accelerator=cfg.trainer.accelerator,
+        max_epochs=int(epochs),
+        accelerator=trainer_cfg.accelerator,
         precision=precision,
         gradient_clip_val=None,  # manual optimization: TrainStep clips (engine/step.py)
-        deterministic=bool(cfg.trainer.deterministic),
+        deterministic=bool(trainer_cfg.deterministic),
         log_every_n_steps=every,
-        enable_progress_bar=bool(cfg.trainer.enable_progress_bar),
+        enable_progress_bar=bool(trainer_cfg.enable_progress_bar),
         num_sanity_val_steps=0,
         logger=loggers,
         callbacks=callbacks,

@@ -44,21 +44,27 @@ def _why(exc: BaseException) -> str:
     return redact(f"{type(exc).__name__}: {first}")[:200]
 
 
-def start_wandb(cfg: DictConfig, run_dir: Path):
-    """A started `WandbLogger`, offline if online fails, or None (CSV only) if both fail."""
+def start_wandb(logger_cfg: DictConfig, run_dir: Path, job_type: str):
+    """A started `WandbLogger`, offline if online fails, or None (CSV only) if both fail.
+
+    Args:
+        logger_cfg: the `logger` config group (mode, project, entity, group, tags).
+        run_dir: where wandb writes its run directory.
+        job_type: wandb's job type (the method's name).
+    """
     from lightning.pytorch.loggers import WandbLogger
 
-    mode = wandb_mode(cfg.logger.mode)
+    mode = wandb_mode(logger_cfg.mode)
     attempts = [mode, "offline"] if mode == "online" else [mode]
     failures = []
     for attempt in attempts:
         logger = WandbLogger(
-            project=cfg.logger.project,
-            entity=cfg.logger.entity,
-            group=cfg.logger.group,
-            tags=redact(list(cfg.logger.tags)),
+            project=logger_cfg.project,
+            entity=logger_cfg.entity,
+            group=logger_cfg.group,
+            tags=redact(list(logger_cfg.tags)),
             save_dir=str(run_dir),
-            job_type=cfg.method.name,
+            job_type=job_type,
             mode=attempt,  # to wandb.init: above the environment, which stays as it was
         )
         try:

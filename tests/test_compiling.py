@@ -10,6 +10,7 @@ from torch._dynamo.utils import counters
 
 from lora_exp.compiling import compile_model, repeated_blocks
 from lora_exp.measure import bench, efficiency
+from tests.family_cases import FAMILY_CASES, TINY_MODELS
 
 
 def _lora_model(name: str, monkeypatch=None, layers: int | None = None):
@@ -26,15 +27,13 @@ def _lora_model(name: str, monkeypatch=None, layers: int | None = None):
     return model.eval()  # no dropout: eager and compiled must agree
 
 
-@pytest.mark.parametrize(
-    "name, blocks", [("tiny-roberta", "roberta.encoder.layer"), ("tiny-gpt2", "transformer.h")]
-)
+@pytest.mark.parametrize("name, blocks", [(row.model, row.blocks) for row in FAMILY_CASES])
 def test_repeated_blocks_are_the_transformer_layers(name, blocks):
     model = _lora_model(name)
     assert repeated_blocks(model) is model.get_submodule(blocks)
 
 
-@pytest.mark.parametrize("name", ["tiny-roberta", "tiny-gpt2"])
+@pytest.mark.parametrize("name", TINY_MODELS)
 def test_blocks_scope_matches_eager_with_one_graph_per_input_kind(name, monkeypatch):
     model = _lora_model(name, monkeypatch, layers=4)
     ids = bench.random_batch(model, 2, 8, torch.device("cpu"), 0)

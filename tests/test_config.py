@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import CONF, compose, run_cli
+from tests.family_cases import TINY_MODELS
 
 
 def _options(group: str) -> list[str]:
@@ -15,7 +16,7 @@ MODELS, METHODS, TASKS = _options("model"), _options("method"), _options("task")
 
 
 def test_groups_have_the_paper_and_embedded_options():
-    assert {"minilm", "tiny-bert", "tiny-roberta", "tiny-deberta", "tiny-gpt2"} <= set(MODELS)
+    assert {"minilm", *TINY_MODELS} <= set(MODELS)
     assert {"roberta-base", "roberta-large", "deberta-v2-xxlarge", "gpt2-medium"} <= set(MODELS)
     assert {"full_ft", "lora"} <= set(METHODS)
     assert {"tweet_sentiment", "bbc_news", "mnli"} <= set(TASKS)

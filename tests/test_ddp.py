@@ -21,10 +21,10 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from lora_exp.checks.layout import check_layout
 from lora_exp.distributed import (
     block_classes,
     build_strategy,
-    check_layout,
     is_global_zero,
     layout,
     per_device_batch,
@@ -33,6 +33,7 @@ from lora_exp.errors import UserError
 from lora_exp.records import config_hash
 from lora_exp.tasks.sampler import EpochSeededSampler, MaskedEvalDataset, ShardedEvalSampler
 from tests.conftest import ROOT, compose, run_cli
+from tests.family_cases import CASES, TINY_MODELS
 from tests.test_methods import MATRIX, method_config
 
 METRIC_TOLERANCE = 0.002
@@ -178,24 +179,20 @@ def test_fsdp_strategy_shards_blocks_and_keeps_original_parameters(tiny_model):
     from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy
 
     model, _ = tiny_model("tiny-roberta")
-    strategy = build_strategy(compose(["trainer=fsdp"]), model)
+    strategy = build_strategy(compose(["trainer=fsdp"]).trainer, model)
     assert isinstance(strategy, FSDPStrategy)
     assert strategy.kwargs["use_orig_params"] is True  # the optimizer sees the method's tensors
     policy = strategy.kwargs["auto_wrap_policy"]
     assert {type(model.roberta.encoder.layer[0])} == policy._module_classes
     assert compose(["trainer=fsdp"]).trainer.frozen_projections_bf16 is False  # one dtype a unit
-    assert isinstance(build_strategy(compose(["trainer=ddp"])), DDPStrategy)
-    assert build_strategy(compose([])) == "auto"
+    assert isinstance(build_strategy(compose(["trainer=ddp"]).trainer), DDPStrategy)
+    assert build_strategy(compose([]).trainer) == "auto"
 
 
-def test_block_classes_find_each_familys_transformer_block(tiny_model):
-    for family, path in [
-        ("tiny-bert", "bert.encoder.layer"),
-        ("tiny-gpt2", "transformer.h"),
-        ("tiny-deberta", "deberta.encoder.layer"),
-    ]:
-        model, _ = tiny_model(family)
-        assert block_classes(model) == {type(model.get_submodule(path)[0])}
+@pytest.mark.parametrize("name", TINY_MODELS)
+def test_block_classes_find_each_familys_transformer_block(tiny_model, name):
+    model, _ = tiny_model(name)
+    assert block_classes(model) == {type(model.get_submodule(CASES[name].blocks)[0])}
 
 
 # --- end to end: 2 gloo processes vs 1, through run.py ---

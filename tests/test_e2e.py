@@ -18,7 +18,9 @@ from pathlib import Path
 import pytest
 
 from lora_exp.errors import UserError
+from tests import record_keys
 from tests.conftest import compose, run_cli
+from tests.family_cases import FAMILY_CASES, Arch, lora_count
 
 # (MR, references): several references per MR, as in the challenge's files.
 TRAIN = [
@@ -160,7 +162,7 @@ def test_bad_files_fail_with_one_message(e2e_dir, tmp_path):
 def test_offline_without_data_dir_fails_at_once_naming_the_files(monkeypatch):
     import socket
 
-    from lora_exp.tasks.preflight import preflight
+    from lora_exp.checks.inputs import preflight
 
     def no_network(*args, **kwargs):
         raise AssertionError("offline mode must not touch the network")
@@ -462,19 +464,16 @@ def test_table11_hparams(model):
 # --- a tiny run through run.py -------------------------------------------------------------------
 
 
-# One row per decoder family: the tiny model and its LoRA r=8 count on q and v (2 blocks).
-DECODERS = [
-    ("tiny-gpt2", 2 * 2 * (32 * 8 + 8 * 32)),
-    ("tiny-llama", 2 * 8 * ((32 + 32) + (32 + 16))),  # grouped queries: W_v is 32 -> 16
-]
+# Every causal-LM family of the family matrix (tests/family_cases.py).
+DECODERS = [row.model for row in FAMILY_CASES if row.causal_lm]
 
 
 @pytest.mark.slow  # ~40 s on 2 cores: Lightning's import, training, METEOR's paraphrase table
 @needs_java
-@pytest.mark.parametrize(("model", "trainable"), DECODERS)
-def test_tiny_run_writes_a_record_with_the_e2e_metrics(
-    e2e_dir, bpe_dir, tmp_path, model, trainable
-):
+@pytest.mark.parametrize("model", DECODERS)
+def test_tiny_run_writes_a_record_with_the_e2e_metrics(e2e_dir, bpe_dir, tmp_path, model):
+    # LoRA r=8 on q and v: r (d + d) + r (d + d_kv) per block (grouped queries: W_v is d -> d_kv)
+    trainable = lora_count(Arch.of(compose([f"model={model}"])), 8, ("q", "v"))
     run_dir = tmp_path / "run"
     result = run_cli([
         f"model={model}", f"model.tokenizer={bpe_dir}", "method=lora", "task=e2e",
@@ -496,6 +495,7 @@ def test_tiny_run_writes_a_record_with_the_e2e_metrics(
     assert record["task"]["test_inputs"] == 3 and record["task"]["ptb_tokenizer"] == "java"
     assert record["task"]["split_sizes_used"] == {"train": 9, "validation": 3, "test": 6}
     assert record["params"]["params/trainable"] == trainable
+    assert record_keys.key_paths(record) == record_keys.GENERATION  # as before fit_result.py
     hyp = (run_dir / "predictions" / "test_hyp.txt").read_text().splitlines()
     refs = (run_dir / "predictions" / "test_ref.txt").read_text().split("\n\n")
     assert len(hyp) == 3 and [len(g.strip().splitlines()) for g in refs] == [3, 1, 2]

@@ -34,7 +34,7 @@ TINY_RUN = [
     "trainer.enable_progress_bar=false",
     "trainer.deterministic=true",
 ]
-LEAD_CALLS_PREFLIGHT = "preflight" in (ROOT / "lora_exp" / "train.py").read_text()
+LEAD_CALLS_PREFLIGHT = "preflight" in (ROOT / "lora_exp" / "run_cell.py").read_text()
 LEAD_SCORES_EXTRAS = "score_extra_splits" in (ROOT / "lora_exp" / "fit.py").read_text()
 LEAD_LOADS_INIT = "load_init_checkpoint" in (ROOT / "lora_exp" / "fit.py").read_text()
 SETUP_IS_A_DEFAULT = "- setup:" in (CONF / "config.yaml").read_text()
@@ -325,7 +325,7 @@ def test_bad_labels_fail_the_run_without_a_success_record(tmp_path):
 def test_offline_without_data_dir_fails_at_once_naming_both_layouts(monkeypatch):
     import socket
 
-    from lora_exp.tasks.preflight import preflight
+    from lora_exp.checks.inputs import preflight
 
     def no_network(*args, **kwargs):
         raise AssertionError("offline mode must not touch the network")
@@ -353,13 +353,13 @@ def test_offline_without_data_dir_fails_at_once_naming_both_layouts(monkeypatch)
 
 
 def test_preflight_passes_with_complete_local_files():
-    from lora_exp.tasks.preflight import preflight
+    from lora_exp.checks.inputs import preflight
 
     for task in TASKS:
         preflight(compose([f"task={task}", f"task.data_dir={ASSETS / 'glue_tsv'}"]))
 
 
-@pytest.mark.skipif(not LEAD_CALLS_PREFLIGHT, reason="needs train.main to call tasks.preflight")
+@pytest.mark.skipif(not LEAD_CALLS_PREFLIGHT, reason="needs run_cell.main to call preflight")
 def test_offline_cli_run_fails_within_five_seconds(tmp_path):
     start = time.time()
     result = run_cli(["task=mnli", f"hydra.run.dir={tmp_path}", f"records_root={tmp_path}"])
@@ -567,8 +567,8 @@ def test_init_from_finds_the_matching_mnli_run(tmp_path):
 
 
 def test_init_from_without_a_source_run_gives_the_command(tmp_path):
+    from lora_exp.checks.inputs import preflight
     from lora_exp.tasks.init_from import find_init_checkpoint
-    from lora_exp.tasks.preflight import preflight
 
     _fake_run(tmp_path, "no_ckpt", "mnli", checkpoint=False)
     cfg = compose(
@@ -636,7 +636,7 @@ def test_load_init_checkpoint_copies_lora_tensors_not_the_head(tmp_path, tiny_mo
 
 
 def _run(tmp_path, name: str, *overrides: str) -> dict:
-    from lora_exp.train import main
+    from lora_exp.run_cell import main
 
     cfg = compose(
         [*TINY_RUN, *overrides, f"records_root={tmp_path}", f"+run_dir={tmp_path / name}"]
@@ -695,7 +695,7 @@ def test_rte_run_starts_from_the_mnli_run(mnli_run):
     assert record["init_from"] == str(Path(mnli["run_dir"]) / "checkpoints" / "best.ckpt")
 
 
-@pytest.mark.skipif(not LEAD_CALLS_PREFLIGHT, reason="needs train.main to call tasks.preflight")
+@pytest.mark.skipif(not LEAD_CALLS_PREFLIGHT, reason="needs run_cell.main to call preflight")
 def test_run_without_its_mnli_source_stops_before_training(tmp_path):
     data = f"task.data_dir={ASSETS / 'glue_tsv'}"
     with pytest.raises(UserError, match=r"Produce it first with: python run.py model=tiny-bert"):

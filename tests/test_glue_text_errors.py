@@ -9,8 +9,8 @@ import time
 
 import pytest
 
+from lora_exp.checks.inputs import preflight
 from lora_exp.errors import UserError
-from lora_exp.tasks.preflight import preflight
 from tests.conftest import ROOT, compose, run_cli
 
 GLUE = ROOT / "tests" / "assets" / "glue" / "glue_tsv"

@@ -16,8 +16,8 @@ from lora_exp.methods import build_method
 from lora_exp.methods.lora import lora_layers
 from lora_exp.models import get_family
 from tests.conftest import compose
-
-FAMILIES = ["tiny-bert", "tiny-roberta", "tiny-deberta", "tiny-gpt2"]
+from tests.family_cases import TINY_MODELS as FAMILIES
+from tests.family_cases import Arch, lora_count
 
 
 def _inputs(seed: int = 1):
@@ -40,14 +40,6 @@ def _apply_lora(model, cfg, targets=("q", "v"), rank=4, alpha=8):
     return method
 
 
-def _dims(cfg):
-    arch = cfg.model.arch
-    d = arch.get("hidden_size", arch.get("n_embd"))
-    layers = arch.get("num_hidden_layers", arch.get("n_layer"))
-    ffn = arch.get("intermediate_size") or 4 * d
-    return d, layers, ffn
-
-
 @pytest.mark.parametrize("name", FAMILIES)
 def test_b_zero_leaves_outputs_unchanged(tiny_model, name):
     model, cfg = tiny_model(name)
@@ -68,16 +60,7 @@ def test_trainable_count_equals_closed_form(tiny_model, name, targets):
     model, cfg = tiny_model(name)
     rank = 4
     _apply_lora(model, cfg, targets=targets, rank=rank)
-    d, layers, ffn = _dims(cfg)
-    per_matrix = {
-        "q": 2 * d,
-        "k": 2 * d,
-        "v": 2 * d,
-        "o": 2 * d,
-        "ffn_in": d + ffn,
-        "ffn_out": ffn + d,
-    }
-    expected = layers * rank * sum(per_matrix[t] for t in targets)
+    expected = lora_count(Arch.of(cfg), rank, targets)  # r (d_in + d_out) per adapted matrix
     counts = count_parameters(model, get_family(cfg.model.family))
     assert counts["params/trainable"] == expected
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}

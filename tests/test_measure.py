@@ -18,6 +18,7 @@ import torch
 from lora_exp.engine.capture_path import one_attention_path_for_capture
 from lora_exp.measure import bench, efficiency, latency
 from lora_exp.measure.timing import Runner, interleave
+from tests.family_cases import CASES, TINY_MODELS
 
 LATENCY_COLUMNS = "batch_size,seq_len,variant,mode,ms_median,ms_p10,ms_p90,overhead_pct,device"
 EFFICIENCY_COLUMNS = (
@@ -217,12 +218,14 @@ def test_graphed_modes_need_a_gpu(tmp_path, capsys, mode):
     assert not (tmp_path / "table.csv").exists()
 
 
-@pytest.mark.parametrize(("model_name", "causal"), [("tiny-roberta", False), ("tiny-gpt2", True)])
-def test_capture_takes_one_attention_path(model_name, causal):
+@pytest.mark.parametrize("model_name", TINY_MODELS)
+def test_capture_takes_one_attention_path(model_name):
     """Warm-up and capture see one answer to transformers' "is a stream capturing?": the eager
-    one (no mask) for an encoder, the capture one (explicit causal mask) for GPT-2. Either path
-    computes the same logits; the answer is restored afterwards."""
+    one (no mask) for an encoder, the capture one (explicit causal mask) for a causal LM (rows
+    with `causal_lm`). Either path computes the same logits; the answer is restored afterwards."""
     from transformers.utils import import_utils
+
+    causal = CASES[model_name].causal_lm
 
     model = bench.build_model(
         bench.model_config(model_name), "cls", torch.device("cpu"), torch.float32, 0

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from lora_exp import memory_check
+from lora_exp.checks import memory as memory_check
 from lora_exp.errors import UserError
 from tests.conftest import compose, run_cli
 
@@ -47,14 +47,14 @@ def test_too_little_memory_is_a_user_error_naming_the_estimate(monkeypatch):
 
 def test_enough_memory_passes(monkeypatch):
     cfg = compose(["model=tiny-bert", "trainer.accelerator=cpu"])
-    monkeypatch.setattr(memory_check, "available", lambda cfg: (2**40, "available"))
+    monkeypatch.setattr(memory_check, "available", lambda trainer_cfg: (2**40, "available"))
     memory_check.check_memory(cfg)
 
 
 def test_cpu_data_parallel_processes_share_the_host(monkeypatch):
     monkeypatch.setattr(memory_check, "host_available_bytes", lambda: 8 * 2**30)
     cfg = compose(["model=tiny-bert", "trainer.accelerator=cpu", "trainer.devices=2"])
-    have, where = memory_check.available(cfg)
+    have, where = memory_check.available(cfg.trainer)
     assert have == 4 * 2**30 and "shared by 2 processes" in where
 
 

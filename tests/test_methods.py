@@ -7,6 +7,8 @@ equals the closed form of the method's docstring; a method that starts as the ba
 exactly; the method's parameters are on the forward path; save -> load restores the outputs. Rows
 that merge are merged too (unmerged vs merged within 1e-5, unmerge restores every frozen weight bit
 for bit, a permanent merge leaves exactly the base parameters).
+
+The families are the `FamilyCase` rows of tests/family_cases.py: a new family needs no edit here.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from functools import cache
 
 import pytest
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
 from lora_exp.errors import UserError
 from lora_exp.measure.params import count_parameters
@@ -28,103 +30,8 @@ from lora_exp.methods import METHODS, build_method
 from lora_exp.methods.adapter import AfterSublayer, AroundPostLN
 from lora_exp.models import Family, block_index, get_family, is_head_parameter
 from tests.conftest import CONF, compose
-
-
-@dataclass(frozen=True)
-class Arch:
-    """The architecture numbers a closed form reads (conf/model/tiny-*.yaml: 2 blocks of width
-    32, feed-forward width 64, GPT-2's 4 d = 128), and the tiny model's row of `TINY`."""
-
-    model: str  # the tiny model, a key of TINY
-    d: int
-    layers: int
-    f: int  # feed-forward width
-    d_kv: int  # width of W_k and W_v's output: n_kv_heads · head_dim (d without grouped queries)
-    arch: DictConfig  # the rest: vocabulary, positions
-
-    @classmethod
-    def of(cls, cfg) -> Arch:
-        arch = cfg.model.arch
-        d = arch.get("hidden_size") or arch.n_embd
-        layers = arch.get("num_hidden_layers") or arch.n_layer
-        heads = arch.get("num_attention_heads") or arch.n_head
-        kv_heads = arch.get("num_key_value_heads") or heads
-        f = arch.get("intermediate_size") or 4 * d
-        return cls(cfg.model.name, d, layers, f, d // heads * kv_heads, arch)
-
-    @property
-    def row(self) -> TinyFamily:
-        return TINY[self.model]
-
-    @property
-    def ffn_in(self) -> int:
-        """How many matrices the ffn_in site maps per block."""
-        return self.row.ffn_in_matrices
-
-    def block_size(self) -> int:
-        """Parameters of one transformer block (the FTTop2 closed form)."""
-        return self.row.block(self)
-
-
-@dataclass(frozen=True, kw_only=True)
-class TinyFamily:
-    """One row per model family: its tiny model's parameter arithmetic, head excluded.
-
-    Attributes:
-        block: parameters of one transformer block.
-        outside: backbone parameters outside the blocks (embeddings, final LayerNorm).
-        biases: the backbone's bias parameters (BitFit), None for a backbone without biases.
-        ffn_in_matrices: matrices at the ffn_in site of a block (2 for a gated FFN).
-    """
-
-    block: Callable[[Arch], int]
-    outside: Callable[[Arch], int]
-    biases: Callable[[Arch], int] | None
-    ffn_in_matrices: int = 1
-
-
-def bert_block(a: Arch) -> int:
-    """q, k, v, o (d² + d each), FFN (2 d f + f + d), two LayerNorms (4 d)."""
-    return 4 * a.d * a.d + 2 * a.d * a.f + 9 * a.d + a.f
-
-
-def bert_outside(a: Arch) -> int:
-    """Word, token-type and absolute position embeddings and their LayerNorm."""
-    arch = a.arch
-    return (arch.vocab_size + arch.type_vocab_size + arch.max_position_embeddings) * a.d + 2 * a.d
-
-
-def bert_biases(a: Arch) -> int:
-    """q, k, v, o, the FFN's two, two LayerNorms per block, and the embedding LayerNorm."""
-    return a.layers * (4 * a.d + a.f + a.d + 2 * a.d) + a.d
-
-
-# tiny model -> its family's arithmetic: one row per family.
-TINY = {
-    "tiny-bert": TinyFamily(block=bert_block, outside=bert_outside, biases=bert_biases),
-    "tiny-roberta": TinyFamily(block=bert_block, outside=bert_outside, biases=bert_biases),
-    "tiny-deberta": TinyFamily(  # + pos_key_proj, pos_query_proj; relative, not absolute positions
-        block=lambda a: bert_block(a) + 2 * (a.d * a.d + a.d),
-        outside=lambda a: (
-            (a.arch.vocab_size + a.arch.type_vocab_size) * a.d
-            + 2 * a.d
-            + 2 * a.arch.max_position_embeddings * a.d
-        ),
-        biases=lambda a: bert_biases(a) + a.layers * 2 * a.d,
-    ),
-    "tiny-gpt2": TinyFamily(  # f = 4d; token and position embeddings, final LayerNorm ln_f
-        block=lambda a: 12 * a.d * a.d + 13 * a.d,
-        outside=lambda a: (a.arch.vocab_size + a.arch.n_positions) * a.d + 2 * a.d,
-        biases=lambda a: a.layers * 11 * a.d + a.d,
-    ),
-    "tiny-llama": TinyFamily(  # q, o: d²; k, v: d d_kv; gate, up, down: d f; two RMSNorms
-        block=lambda a: 2 * a.d * a.d + 2 * a.d * a.d_kv + 3 * a.d * a.f + 2 * a.d,
-        outside=lambda a: a.arch.vocab_size * a.d + a.d,  # token embeddings, final RMSNorm
-        biases=None,
-        ffn_in_matrices=2,
-    ),
-}
-FAMILIES = tuple(TINY)
+from tests.family_cases import CASES as FAMILY_ROWS
+from tests.family_cases import FAMILY_CASES, TINY_MODELS, Arch, lora_count
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -147,7 +54,7 @@ class MethodCase:
     intended: Callable[[str, Family, Arch], bool]
     starts_as_base: bool
     merges: bool
-    families: tuple[str, ...] = FAMILIES
+    families: tuple[str, ...] = TINY_MODELS
 
 
 def full_ft_count(a: Arch) -> int:
@@ -158,19 +65,6 @@ def full_ft_count(a: Arch) -> int:
 def bitfit_count(a: Arch) -> int:
     """Every backbone bias (bitfit.py's formula, per family)."""
     return a.row.biases(a)
-
-
-def lora_count(a: Arch, r: int, targets: tuple[str, ...]) -> int:
-    """r (d_in + d_out) per adapted matrix (lora.py); k and v are d -> d_kv, the FFN d <-> f."""
-    shapes = {
-        "q": [(a.d, a.d)],
-        "k": [(a.d, a.d_kv)],
-        "v": [(a.d, a.d_kv)],
-        "o": [(a.d, a.d)],
-        "ffn_in": [(a.d, a.f)] * a.ffn_in,
-        "ffn_out": [(a.f, a.d)],
-    }
-    return a.layers * sum(r * (i + o) for t in targets for i, o in shapes[t])
 
 
 def bottleneck(a: Arch, r: int = 4) -> int:
@@ -205,7 +99,7 @@ CASES = {
         intended=lambda name, *_: name.endswith(".bias"),
         starts_as_base=True,
         merges=False,
-        families=tuple(name for name, row in TINY.items() if row.biases),
+        families=tuple(row.model for row in FAMILY_CASES if row.biases),
     ),
     "ft_top2": MethodCase(
         overrides=("method=ft_top2", "method.num_top_layers=1"),
@@ -326,7 +220,9 @@ def logits(model, inputs) -> torch.Tensor:
         return model(**inputs).logits
 
 
-MATRIX = [(fam, name) for fam in FAMILIES for name, case in CASES.items() if fam in case.families]
+MATRIX = [
+    (fam, name) for fam in TINY_MODELS for name, case in CASES.items() if fam in case.families
+]
 
 
 @pytest.mark.parametrize(("family_name", "case"), MATRIX)
@@ -435,7 +331,6 @@ def test_adapters_cannot_merge(tiny_model):
         ("tiny-roberta", ["method=prefix_embed"], "GPT-2 family only"),
         ("tiny-deberta", ["method=prefix_layer"], "not to model family 'deberta_v2'"),
         ("tiny-gpt2", ["method=prefix_embed", "method.l_p=120", "method.l_i=8"], "leave no room"),
-        ("tiny-llama", ["method=bitfit"], "family 'llama' has none; use a config with biases"),
     ],
 )
 def test_bad_input_at_apply(tiny_model, family_name, overrides, message):
@@ -444,6 +339,16 @@ def test_bad_input_at_apply(tiny_model, family_name, overrides, message):
     method = build_method(cfg.method)
     with pytest.raises(UserError, match=message):
         method.apply(model, get_family(cfg.model.family))
+
+
+@pytest.mark.parametrize("family_name", [row.model for row in FAMILY_CASES if row.biases is None])
+def test_bitfit_refuses_a_family_without_biases(tiny_model, family_name):
+    """A row with `biases=None` states that BitFit has nothing to train there: it must say so."""
+    model, cfg = tiny_model(family_name)
+    method = build_method(compose([f"model={family_name}", "method=bitfit"]).method)
+    family = cfg.model.family
+    with pytest.raises(UserError, match=f"family '{family}' has none; use a config with biases"):
+        method.apply(model, get_family(family))
 
 
 def test_bitfit_trains_llama_attention_biases_where_the_config_sets_them():
@@ -482,27 +387,11 @@ def test_bad_method_settings_fail_at_build(overrides, message):
         build_method(compose(overrides).method)
 
 
-PLACEMENT = {
-    ("tiny-bert", "adapter_h"): {
-        "attention.output.dropout": "AfterSublayer",
-        "output.dropout": "AfterSublayer",
-    },
-    ("tiny-bert", "adapter_p"): {"output.LayerNorm": "AroundPostLN"},
-    ("tiny-deberta", "adapter_l"): {"output.dropout": "AfterSublayer"},
-    ("tiny-gpt2", "adapter_h"): {
-        "attn.resid_dropout": "AfterSublayer",
-        "mlp.dropout": "AfterSublayer",
-    },
-    ("tiny-gpt2", "adapter_p"): {"mlp.dropout": "AfterSublayer"},  # pre-LN: no block LayerNorm
-    ("tiny-gpt2", "adapter_d"): {"mlp.dropout": "AfterSublayer"},
-    ("tiny-llama", "adapter_h"): {  # no dropout modules: the projections' own outputs
-        "self_attn.o_proj": "AfterSublayer",
-        "mlp.down_proj": "AfterSublayer",
-    },
-}
+# (tiny model, adapter case) for every placement a FamilyCase row states.
+PLACEMENT = [(row.model, case) for row in FAMILY_CASES for case in row.adapters]
 
 
-@pytest.mark.parametrize(("family_name", "case"), sorted(PLACEMENT))
+@pytest.mark.parametrize(("family_name", "case"), PLACEMENT)
 def test_adapter_placement(tiny_model, family_name, case):
     """Which module each adapter wraps, in every block that has adapters."""
     model, _, _, cfg = setup(tiny_model, family_name, case)
@@ -514,7 +403,7 @@ def test_adapter_placement(tiny_model, family_name, case):
             site = re.sub(family.block_pattern, "", name, count=1)  # e.g. "output.dropout"
             wrapped[(block, site)] = type(module).__name__
     blocks = [1] if case == "adapter_d" else [0, 1]
-    sites = PLACEMENT[(family_name, case)]
+    sites = FAMILY_ROWS[family_name].adapters[case]
     assert wrapped == {(b, site): kind for b in blocks for site, kind in sites.items()}
 
 
@@ -570,3 +459,15 @@ def test_unknown_method_lists_the_registered_ones():
         UserError, match=f"unknown method 'lora2'; registered methods: {registered}$"
     ):
         build_method(OmegaConf.create({"name": "lora2"}))
+
+
+def test_every_family_has_one_family_case_row():
+    """The family matrix covers every Family and every tiny model YAML, and agrees with both."""
+    from lora_exp.models import FAMILIES
+
+    assert sorted(row.family for row in FAMILY_CASES) == sorted(FAMILIES)
+    assert {p.stem for p in (CONF / "model").glob("tiny-*.yaml")} == set(TINY_MODELS)
+    for row in FAMILY_CASES:
+        assert compose([f"model={row.model}"]).model.family == row.family, row.model
+        assert get_family(row.family).decoder == row.causal_lm, row.model
+        assert set(row.adapters) <= {name for name in CASES if name.startswith("adapter_")}

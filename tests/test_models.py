@@ -1,4 +1,5 @@
-"""Model construction: the config fields every GPT-2 load sets (conf/model/*gpt2*.yaml).
+"""Model construction: the config fields every GPT-2 load sets (conf/model/*gpt2*.yaml), and
+each family's model found from its parameter names, with the positions its input may use.
 
 GPT-2's activation runs as torch's fused tanh-GELU (`gelu_pytorch_tanh`) instead of transformers'
 elementwise `gelu_new`; the two compute the same formula, so the model is the same function.
@@ -11,6 +12,7 @@ import torch
 from transformers.activations import ACT2FN
 
 from tests.conftest import compose
+from tests.family_cases import FAMILY_CASES
 
 
 @pytest.mark.parametrize("name", ["tiny-gpt2", "gpt2-medium", "gpt2-large"])
@@ -38,8 +40,7 @@ def test_fused_tanh_gelu_is_gpt2s_gelu_new():
 
 
 @pytest.mark.parametrize(
-    ("name", "family", "positions"),
-    [("tiny-bert", "bert", 130), ("tiny-roberta", "roberta", 128), ("tiny-gpt2", "gpt2", 128)],
+    ("name", "family", "positions"), [(r.model, r.family, r.positions) for r in FAMILY_CASES]
 )
 def test_family_of_a_model_and_the_positions_its_input_may_use(tiny_model, name, family, positions):
     """RoBERTa's position ids start at padding_idx + 1 = 2: 128 of its 130 rows are usable, and a

@@ -1,6 +1,8 @@
 """Our LoRA and (IA)3 against PEFT's, on the same base weights and the same trained tensors.
 
-* BERT, RoBERTa, DeBERTa-v2 (every family of whole-module sites, `PLAIN`): our LoRA and
+The families are the `FamilyCase` rows of tests/family_cases.py, which say what PEFT can express.
+
+* Every family of whole-module sites (rows with `peft_lora`: all but GPT-2): our LoRA and
   `peft.get_peft_model` give the same logits (1e-6) and train as many parameters.
 * GPT-2 q/v slice of the fused c_attn: against the direct computation W0 + (alpha/r) B A written
   into the q and v columns of c_attn, which PEFT cannot express (its c_attn target adapts q, k, v
@@ -27,12 +29,13 @@ from lora_exp.methods.lora import lora_layers
 from lora_exp.methods.peft_export import export_peft
 from lora_exp.models import get_family, is_head_parameter
 from tests.conftest import compose
+from tests.family_cases import ALL_TARGETS as ALL
+from tests.family_cases import CASES, FAMILY_CASES, TINY_MODELS, Arch
 
 peft = pytest.importorskip("peft")
 
-# Families whose sites are whole modules, which PEFT targets as we do: one row per family.
-PLAIN = ["tiny-bert", "tiny-roberta", "tiny-deberta", "tiny-llama"]
-ALL = "q,k,v,o,ffn_in,ffn_out"
+# Families whose sites are whole modules, which PEFT targets as we do.
+PLAIN = [row.model for row in FAMILY_CASES if row.peft_lora]
 
 
 def with_lora(tiny_model, name: str, targets: str, rank: int = 4, alpha: int = 8):
@@ -111,22 +114,17 @@ def assert_export_loads_in_peft(base, ours, method, family, tmp_path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "targets"),
-    [
-        ("tiny-bert", "q,v"),
-        ("tiny-roberta", ALL),
-        ("tiny-deberta", "q,v"),
-        ("tiny-gpt2", "o,ffn_out"),
-        ("tiny-llama", ALL),
-    ],
+    ("name", "targets"), [(row.model, row.peft_export_targets) for row in FAMILY_CASES]
 )
 def test_export_loads_in_peft_with_the_same_logits(tiny_model, tmp_path, name, targets):
     base, ours, method, family = with_lora(tiny_model, name, targets)
     assert_export_loads_in_peft(base, ours, method, family, tmp_path)
 
 
-def test_export_refuses_gpt2_fused_qv(tiny_model, tmp_path):
-    _, ours, method, family = with_lora(tiny_model, "tiny-gpt2", "q,v")
+@pytest.mark.parametrize("name", [row.model for row in FAMILY_CASES if not row.peft_lora])
+def test_export_refuses_fused_qv(tiny_model, tmp_path, name):
+    """PEFT cannot express q, v as slices of a fused c_attn (its target adapts q, k, v as one)."""
+    _, ours, method, family = with_lora(tiny_model, name, "q,v")
     with pytest.raises(UserError, match="PEFT cannot express LoRA on slices of the fused"):
         export_peft(method, ours, family, tmp_path)
     assert not (tmp_path / "adapter_config.json").exists()
@@ -205,14 +203,15 @@ def with_ia3(tiny_model, name: str):
     return base, model.eval(), method, family
 
 
-@pytest.mark.parametrize("name", [*PLAIN, "tiny-gpt2"])
+@pytest.mark.parametrize("name", TINY_MODELS)
 def test_same_logits_count_and_merge_as_peft_ia3(tiny_model, name):
+    row = CASES[name]
     base, ours, method, _ = with_ia3(tiny_model, name)
     layers = ia3_layers(ours)
     config = peft.IA3Config(
         target_modules=sorted(layers),
         feedforward_modules=sorted(n for n, m in layers.items() if m.on_input),
-        fan_in_fan_out=name == "tiny-gpt2",
+        fan_in_fan_out=row.peft_fan_in_fan_out,
     )
     theirs = peft.get_peft_model(base, config).eval()
     inner = theirs.base_model.model
@@ -226,8 +225,8 @@ def test_same_logits_count_and_merge_as_peft_ia3(tiny_model, name):
     assert (logits(ours) - logits(theirs)).abs().max().item() <= 1e-6
 
     ours_count = sum(p.numel() for n, p in ours.named_parameters() if n.endswith(".ia3_l"))
-    q_part = ours.config.n_layer * ours.config.n_embd if name == "tiny-gpt2" else 0
-    assert theirs.get_nb_trainable_parameters()[0] == ours_count + q_part
+    extra = row.peft_ia3_extra(Arch.of(compose([f"model={name}"])))
+    assert theirs.get_nb_trainable_parameters()[0] == ours_count + extra
 
     method.merge_and_unload(ours)
     merged = theirs.merge_and_unload()
@@ -237,7 +236,7 @@ def test_same_logits_count_and_merge_as_peft_ia3(tiny_model, name):
         assert (tensor - theirs_state[key]).abs().max().item() <= 1e-6, key
 
 
-@pytest.mark.parametrize("name", [*PLAIN, "tiny-gpt2"])
+@pytest.mark.parametrize("name", TINY_MODELS)
 def test_ia3_export_loads_in_peft_with_the_same_logits(tiny_model, tmp_path, name):
     base, ours, method, family = with_ia3(tiny_model, name)
     assert_export_loads_in_peft(base, ours, method, family, tmp_path)

@@ -96,7 +96,7 @@ def test_record_gets_the_permissions_of_the_other_run_files(tmp_path):
 
 
 def test_a_corrupt_record_in_the_run_dir_is_kept_aside_with_one_warning(tmp_path, caplog):
-    from lora_exp.train import check_run_dir_is_ours
+    from lora_exp.run_cell import check_run_dir_is_ours
 
     path = tmp_path / "record.json"
     path.write_text('{"status": "succ')  # cut off mid-write by a full disk

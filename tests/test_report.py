@@ -78,7 +78,7 @@ def test_golden_table(tmp_path):
     ft_rte = csv[(csv["method"] == "full_ft") & (csv["column"] == "rte")].iloc[0]
     assert ft_rte["median"] == pytest.approx(78.1)  # the 99.0 of the stale version is left out
     tex = (tmp_path / "table.tex").read_text()
-    assert r"\toprule" in tex and r"\bottomrule" in tex and r"87.1 $\pm$ 0.3 (3)" in tex
+    assert r"\toprule" in tex and r"\bottomrule" in tex and r"87.1 [86.9, 87.5] (3)" in tex
 
 
 def test_regeneration_is_byte_identical(tmp_path):
@@ -216,7 +216,7 @@ def test_rank_table_and_figures(tmp_path):
     written = report_artifact("embedded_rank", [tmp_path / "runs"], tmp_path, root=ROOT)
     md = (tmp_path / "table.md").read_text()
     assert "| model | method | task | targets | r=1 | r=2 | r=4 | r=8 |" in md
-    assert "| minilm | lora | tweet_sentiment | q,v | 71.5 ± 0.5 (3) |" in md
+    assert "| minilm | lora | tweet_sentiment | q,v | 71.5 [71.0, 72.0] (3) |" in md
     assert {p.name for p in written} >= {"rank_ablation.png", "weight_types.pdf"}
     cells, kept, _ = load_cells([tmp_path / "runs"], {"tweet_sentiment": 1}, ROOT / "conf")
     ax = plots.rank_ablation_figure(cells, kept).axes[0]
@@ -243,7 +243,10 @@ def test_methods_table_average_and_score_vs_params(tmp_path):
     report_artifact("embedded_methods", [tmp_path / "runs"], tmp_path, root=ROOT)
     md = (tmp_path / "table.md").read_text()
     assert "| model | method | r | targets | #trainable | tweet_sentiment | bbc_news | avg |" in md
-    assert "| minilm | full_ft | - | - | 100,000 | 80.0 ± 0.0 (2) | 90.0 ± 0.0 (2) | 85.0 |" in md
+    assert (
+        "| minilm | full_ft | - | - | 100,000 | 80.0 [80.0, 80.0] (2) | 90.0 [90.0, 90.0] (2) "
+        "| 85.0 |"
+    ) in md
     cells, kept, _ = load_cells([tmp_path / "runs"], None, ROOT / "conf")
     ax = plots.score_vs_params_figure(cells, kept).axes[0]
     assert ax.get_xscale() == "log" and len(ax.containers) == 2
@@ -380,8 +383,9 @@ def test_e2e_and_rank_layouts_match_the_paper(tmp_path):
         "| cider |"
     )
     assert lines[5] == (
-        "| gpt2-medium | lora | 4 | q,v | e2e | ours | 393,216 | 70.0 ± 0.0 (3) | 8.86 ± 0.01 (3) "
-        "| 47.8 ± 1.0 (3) | 73.2 ± 1.0 (3) | 2.54 ± 0.01 (3) |"
+        "| gpt2-medium | lora | 4 | q,v | e2e | ours | 393,216 | 70.0 [70.0, 70.0] (3) "
+        "| 8.86 [8.85, 8.87] (3) | 47.8 [46.8, 48.8] (3) | 73.2 [72.2, 74.2] (3) "
+        "| 2.54 [2.53, 2.55] (3) |"
     )
     assert lines[6] == "|  |  |  |  |  | paper | 0.35M | 70.4 | 8.85 | 46.8 | 71.8 | 2.53 |"
     assert lines[7] == "|  |  |  |  |  | Δ |  | -0.4 | +0.01 | +1.0 | +1.4 | +0.01 |"
@@ -405,8 +409,8 @@ def test_all_and_readme_commands_from_a_checkout(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)  # project_root() is the working directory when it has conf/task
     assert main(["all"]) == 0
     write_records(tmp_path / "results" / "other_study" / "runs", [make_record()])
-    assert main(["all"]) == 2  # other_study has no layout: said, and the rest is still written
-    assert "other_study: unknown artifact 'other_study'" in capsys.readouterr().err
+    assert main(["all"]) == 0  # other_study has no table layout: skipped, and said so
+    assert "not tables, skipped: other_study" in capsys.readouterr().err
     assert (tmp_path / "results" / "embedded_rank" / "table.md").exists()
     assert main(["readme"]) == 0
     text = (tmp_path / "README.md").read_text()
@@ -436,10 +440,10 @@ def test_dagger_setup_gets_its_own_row_and_paper_row(tmp_path):
     lines = (tmp_path / "table.md").read_text().splitlines()
     assert lines[3] == "| model | method | setup | r | targets |  | #trainable | rte |"
     assert lines[5:11] == [
-        "| roberta-large | lora | standard | 8 | q,v | ours | 786,432 | 87.4 ± 0.0 (2) |",
+        "| roberta-large | lora | standard | 8 | q,v | ours | 786,432 | 87.4 [87.4, 87.4] (2) |",
         "|  |  |  |  |  | paper | 0.8M | 87.4 |",
         "|  |  |  |  |  | Δ |  | +0.0 |",
-        "| roberta-large | lora | restricted | 8 | q,v | ours | 786,432 | 85.2 ± 0.0 (2) |",
+        "| roberta-large | lora | restricted | 8 | q,v | ours | 786,432 | 85.2 [85.2, 85.2] (2) |",
         "|  |  |  |  |  | paper | 0.8M | 85.2 |",
         "|  |  |  |  |  | Δ |  | +0.0 |",
     ]

@@ -254,15 +254,21 @@ def test_section7_study_summarises_pairs_and_table7(tmp_path):
     )
     names = {p.relative_to(tmp_path / "out").as_posix() for p in written}
     assert {"table.md", "amplification.csv", "amplification_by_layer.png"} <= names
-    assert {"r2_vs_r8/subspace.csv", "r8_seed0_vs_seed1/subspace_layer1.png"} <= names
+    assert {"subspace_pairs.csv", "r2_vs_r8/subspace.csv"} <= names
+    assert "r8_seed0_vs_seed1/subspace_layer1.png" in names  # one representative pair each
     amp = pd.read_csv(tmp_path / "out" / "amplification.csv")
     assert len(amp) == 4 * 2 * 2  # runs × layers × targets
     assert sorted(amp["rank"].unique()) == [2, 8]
     text = (tmp_path / "out" / "table.md").read_text()
-    assert "- r=2 seed 0 trained on" in text and "r=2: seeds [0, 1]; r=8: seeds [0, 1]" in text
-    assert "| r2_vs_r8 | ΔW_q | mean |" in text and "| r8_seed0_vs_seed1 | ΔW_v | 1 |" in text
-    grid = pd.read_csv(tmp_path / "out" / "r2_vs_r8" / "subspace.csv")
-    at = grid[(grid.target == "q") & (grid.i == 2) & (grid.j == 8)]
-    assert f"{at['phi'].mean():.3f}" in text
+    assert "r=2: seed 0,1 on" not in text and "r=2: seeds 0,1 on cpu (test)" in text
+    assert "r=2: seeds [0, 1]; r=8: seeds [0, 1]" in text
+    # two rank pairs (seeds 0 and 1), one seed pair (0, 1) at r = 8
+    assert "| r2_vs_r8 | ΔW_q | mean | 2 |" in text and "| r8_seeds | ΔW_v | 1 | 1 |" in text
+    assert "2 pairs: r2 s0 vs r8 s0, r2 s1 vs r8 s1" in text
+    pairs = pd.read_csv(tmp_path / "out" / "subspace_pairs.csv")
+    assert sorted(pairs["pair"].unique()) == ["r2 s0 vs r8 s0", "r2 s1 vs r8 s1", "r8 s0 vs r8 s1"]
+    at = pairs[(pairs.comparison == "r2_vs_r8") & (pairs.target == "q") & (pairs.i == 2)]
+    per_pair = at[at.j == 8].groupby("pair")["phi"].mean()  # mean over layers, per pair
+    assert f"{np.median(per_pair):.3f} [{per_pair.min():.3f}, {per_pair.max():.3f}]" in text
     with pytest.raises(UserError, match=r"needs LoRA \[q,v\] checkpoints"):
         section7_study.report_study(runs, tmp_path / "out2", small=4, large=8)

@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from tests import record_keys
 from tests.conftest import ROOT, TINY_RUN, kill_after_first_checkpoint, run_cli
 
 TINY = TINY_RUN
@@ -58,6 +59,12 @@ def test_record_has_the_documented_content(finished_run):
     assert measured["memory/peak_bytes"] > 0
     best_ckpt = run_dir / "checkpoints" / "best.ckpt"
     assert measured["checkpoint/saved_bytes"] == best_ckpt.stat().st_size
+
+
+def test_record_has_the_keys_the_previous_code_wrote(finished_run):
+    """Fitting returns result objects now (fit_result.py); the record they become is unchanged."""
+    _, run_dir, _ = finished_run
+    assert record_keys.key_paths(_record(run_dir)) == record_keys.CLASSIFICATION
 
 
 def test_training_loss_goes_down(finished_run):

@@ -49,8 +49,9 @@ def fake_wandb(monkeypatch):
 FAILING: set[str] = set()
 
 
-def _wandb_cfg(mode: str = "auto"):
-    return compose(["model=tiny-bert", "logger=wandb", f"logger.mode={mode}"])
+def _wandb_loggers(run_dir, mode: str = "auto"):
+    cfg = compose(["model=tiny-bert", "logger=wandb", f"logger.mode={mode}"])
+    return build_loggers(cfg.logger, run_dir, cfg.method.name)
 
 
 def test_environment_mode_reaches_wandb_and_stays_in_the_environment(
@@ -58,7 +59,7 @@ def test_environment_mode_reaches_wandb_and_stays_in_the_environment(
 ):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
-    loggers = build_loggers(_wandb_cfg(), tmp_path)
+    loggers = _wandb_loggers(tmp_path)
     assert fake_wandb == ["offline"]
     assert [type(lg).__name__ for lg in loggers] == ["CSVLogger", "WandbLogger"]
     import os
@@ -73,7 +74,7 @@ def test_a_rejected_key_degrades_to_offline_with_one_warning(
     monkeypatch.setenv("WANDB_API_KEY", "secret-key-0123456789")
     FAILING.add("online")
     with caplog.at_level(logging.WARNING, logger="lora_exp"):
-        loggers = build_loggers(_wandb_cfg(), tmp_path)
+        loggers = _wandb_loggers(tmp_path)
     assert fake_wandb == ["online", "offline"]
     assert [type(lg).__name__ for lg in loggers] == ["CSVLogger", "WandbLogger"]
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
@@ -85,7 +86,7 @@ def test_a_rejected_key_degrades_to_offline_with_one_warning(
 def test_when_offline_fails_too_the_run_keeps_the_csv_log(fake_wandb, tmp_path, caplog):
     FAILING.update({"online", "offline"})
     with caplog.at_level(logging.WARNING, logger="lora_exp"):
-        loggers = build_loggers(_wandb_cfg("online"), tmp_path)
+        loggers = _wandb_loggers(tmp_path, "online")
     assert [type(lg).__name__ for lg in loggers] == ["CSVLogger"]
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 1 and "csv/metrics.csv and its record only" in warnings[0]

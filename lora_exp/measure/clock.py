@@ -1,6 +1,6 @@
 """The process clock: how long this process has run, without importing anything heavy.
 
-`train.main` reads it first thing (the time spent on imports and config composition) and last
+`run_cell.main` reads it first thing (the time spent on imports and config composition) and last
 (the run's whole wall time); the phases in between are timed by `phases.py`.
 """
 

@@ -4,7 +4,7 @@
     python -m lora_exp.measure.latency --protocol paper       # the same numbers, one process
 
 `conf/sweep/table1_latency.yaml` sets `job: latency` and the benchmark's settings under `bench`;
-`lora_exp.cli.run_main` sends such a config here instead of to `train.main`. This module only
+`lora_exp.cli.run_main` sends such a config here instead of to `run_cell.main`. This module only
 translates the config into `latency.run_latency(...)` arguments and writes the benchmark's own
 outputs (`latency.write_outputs`): the measurement is the module command's, unchanged.
 

@@ -1,8 +1,8 @@
 """Where a run's wall time goes: one number per phase, in the record as `timing/<phase>`.
 
-    timing/imports      process start to `train.main` (interpreter, Hydra, config composition),
+    timing/imports      process start to `run_cell.main` (interpreter, Hydra, config composition),
                         plus torch, transformers and Lightning, imported when training starts
-    timing/memory_check estimating the run's memory before allocating (memory_check.py)
+    timing/memory_check estimating the run's memory before allocating (checks/memory.py)
     timing/data_load    reading the task's splits, subsampling, fingerprinting
     timing/tokenize     tokenising every split (near 0 when the tokenised splits were cached)
     timing/model_load   building the backbone, loading weights, applying the method

@@ -6,8 +6,12 @@
     python -m lora_exp.report section7                           # Sec. 7 of embedded_rank
     python -m lora_exp.report section7 --runs RUN_R8 RUN_R64      # Sec. 7 of two runs
     python -m lora_exp.report efficiency                          # issue 5: table + targets
-    python -m lora_exp.report readme                              # README block from table.md files
-    python -m lora_exp.report all                                 # every results/<artifact>/runs
+    python -m lora_exp.report claims                              # results/claims.md (verdicts)
+    python -m lora_exp.report collapse                            # results/collapse.md
+    python -m lora_exp.report readme                              # claims + collapse, then the
+                                                                  # README block from table.md files
+    python -m lora_exp.report all                                 # every results/<artifact>/runs,
+                                                                  # then claims, collapse, README
 
 Writes `table.md`, `table.csv`, `table.tex` and the artifact's figures (PNG and PDF) into
 `results/<artifact>/` (or --out); Table 1 (table1_latency) is the exception: its `table.*` belong
@@ -52,6 +56,12 @@ def project_root() -> Path:
     if (cwd / "conf" / "task").is_dir():
         return cwd
     return Path(__file__).resolve().parents[2]
+
+
+def has_layout(artifact: str) -> bool:
+    """Whether an artifact is a table (the registry or a `tableN` prefix); the other results
+    folders (section7, efficiency, the LR searches, training_path) have their own commands."""
+    return artifact in ARTIFACTS or any(artifact.startswith(p) for p in PREFIXES)
 
 
 def layout_name(artifact: str, override: str | None) -> str:
@@ -117,16 +127,50 @@ def report_artifact(
     return sorted(written)
 
 
-def report_all(root: Path) -> tuple[list[Path], list[str]]:
-    """Every `results/<artifact>/runs` with a known layout; the others are listed, not fatal."""
-    written, failed = [], []
+def report_all(root: Path) -> tuple[list[Path], list[str], list[str]]:
+    """Every `results/<artifact>/runs` with a table layout, then the summaries (claims, collapse,
+    README) where their sources exist. Returns the files written, the artifacts that failed (not
+    fatal to the rest) and the results folders skipped as not tables."""
+    written, failed, skipped = [], [], []
     for runs in sorted((root / "results").glob("*/runs")):
         artifact = runs.parent.name
+        if not has_layout(artifact):
+            skipped.append(artifact)
+            continue
         try:
             written += report_artifact(artifact, [runs], runs.parent, None, root)
+            if (runs.parent / "val").is_dir():  # the --score val tables, kept beside
+                out = runs.parent / "val"
+                written += report_artifact(artifact, [runs], out, None, root, score="val")
         except UserError as err:
             failed.append(f"{artifact}: {err}")
-    return written, failed
+    try:
+        written += summaries(root)
+    except UserError as err:
+        failed.append(f"summaries: {err}")
+    return written, failed, skipped
+
+
+def claims_sources(root: Path) -> bool:
+    """Whether every artifact a claim names has its runs folder (a checkout with the results)."""
+    from lora_exp.report.claims_spec import CLAIMS
+
+    needed = {c.a.artifact for claim in CLAIMS for c in claim.comparisons}
+    return all((root / "results" / a / "runs").is_dir() for a in needed)
+
+
+def summaries(root: Path, readme: Path | None = None) -> list[Path]:
+    """claims.md (when the claimed artifacts have runs), collapse.md, then the README block."""
+    from lora_exp.report.claims import write_claims
+    from lora_exp.report.collapse import write_collapse
+    from lora_exp.report.readme import update_readme
+
+    written = write_claims(root) if claims_sources(root) else []
+    written += write_collapse(root / "results", sorted(ARTIFACTS))
+    readme = readme or root / "README.md"
+    if readme.exists():
+        written.append(update_readme(readme, root / "results"))
+    return written
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,7 +180,9 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "artifact", help="an artifact (e.g. embedded_rank), section7, readme or all"
+        "artifact",
+        help="an artifact (e.g. embedded_rank), section7, efficiency, claims, collapse, readme "
+        "or all",
     )
     parser.add_argument(
         "--runs", nargs="+", type=Path, metavar="DIR", help="record directories (section7: 2 runs)"
@@ -178,12 +224,23 @@ def main(argv: list[str] | None = None) -> int:
             from lora_exp.report.targets import write_efficiency
 
             written = write_efficiency(root / "results")
-        elif args.artifact == "readme":
-            from lora_exp.report.readme import update_readme
+        elif args.artifact == "claims":
+            from lora_exp.report.claims import write_claims
 
-            written = [update_readme(args.readme or root / "README.md", root / "results")]
+            written = write_claims(root)
+        elif args.artifact == "collapse":
+            from lora_exp.report.collapse import write_collapse
+
+            written = write_collapse(root / "results", sorted(ARTIFACTS))
+        elif args.artifact == "readme":
+            readme = args.readme or root / "README.md"
+            if not readme.exists():
+                raise UserError(f"{readme} does not exist")
+            written = summaries(root, readme)
         elif args.artifact == "all":
-            written, failed = report_all(root)
+            written, failed, skipped = report_all(root)
+            if skipped:  # section7, efficiency, ...: their own commands; another name: --layout
+                print(f"not tables, skipped: {', '.join(skipped)}", file=sys.stderr)
             if failed:
                 for path in written:
                     print(path)

@@ -6,6 +6,9 @@ seeds"). For a cell with seed scores x_1..x_n we report
 
     median(x),   std(x) = sqrt(Σ (x_k - mean(x))² / (n - 1))   (sample std, empty for n = 1),   n
 
+and the percentile bootstrap 95% interval [lo, hi] of the median over seeds (intervals.py), with
+the number of collapsed runs in the cell (collapse.py; they stay in the median and the interval).
+
 A run counts when its record has status "success" and its task version equals the current
 `version` in `conf/task/<task>.yaml` (older versions used other preprocessing, so they never share
 a cell with current ones). Two successful records of the same setting and seed (a forced re-run)
@@ -35,6 +38,8 @@ import pandas as pd
 
 from lora_exp.errors import UserError
 from lora_exp.records import config_hash
+from lora_exp.report.collapse import is_collapsed
+from lora_exp.report.intervals import median_interval
 
 # Config entries that are not part of a run's setting (see the module docstring); prefixes match.
 NOT_SETTING = ("seed", "rank", "alpha", "targets", "logger", "launcher", "hydra", "force")
@@ -109,6 +114,7 @@ def record_row(record: dict, score: str = "test") -> dict:
         "setting": setting_of(config),
         "finished_at": record.get("finished_at") or "",
         "run_dir": record.get("run_dir") or "",
+        "collapsed": is_collapsed(record),
     }
     best = {k.removeprefix("val/"): v for k, v in (record.get("best") or {}).items()}
     test = {k.removeprefix("test/"): v for k, v in (record.get("test") or {}).items()}
@@ -280,7 +286,7 @@ def mixed_settings(kept: pd.DataFrame) -> list[str]:
 def long_scores(frame: pd.DataFrame) -> pd.DataFrame:
     """Melt metric columns into (keys, seed, metric, value), values scaled as the paper prints."""
     metric_cols = sorted(c for c in frame.columns if c.startswith("metric:"))
-    ident = [*KEYS, "seed", "table_metric", "trainable", "device"]
+    ident = [*KEYS, "seed", "table_metric", "trainable", "device", "collapsed"]
     long = frame[ident + metric_cols].melt(id_vars=ident, var_name="metric", value_name="value")
     long["metric"] = long["metric"].str.removeprefix("metric:")
     long = long.dropna(subset=["value"])
@@ -290,15 +296,26 @@ def long_scores(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def aggregate(long: pd.DataFrame) -> pd.DataFrame:
-    """Median, sample std and count over seeds for every (cell, metric)."""
+    """Median, bootstrap interval, sample std, count and collapsed runs over seeds for every
+    (cell, metric)."""
     group = [*KEYS, "metric"]
     parts = []
     for key, rows in long.groupby(group, dropna=False, sort=True):
         values = rows["value"].astype(float)
+        interval = median_interval(values.to_numpy())
+        collapsed = (
+            rows[rows["collapsed"].fillna(False).astype(bool)] if "collapsed" in rows else []
+        )
         parts.append(
             {
                 **dict(zip(group, key, strict=True)),
                 "median": float(values.median()),
+                "lo": interval.lo,
+                "hi": interval.hi,
+                "collapsed": len(collapsed),
+                "collapsed_seeds": ",".join(str(s) for s in sorted(collapsed["seed"]))
+                if len(collapsed)
+                else "",
                 "std": float(values.std(ddof=1)) if len(values) > 1 else float("nan"),
                 "n": len(values),
                 "seeds": ",".join(str(s) for s in sorted(rows["seed"].unique())),

@@ -1,16 +1,19 @@
 """Figures of an artifact (matplotlib, Agg, PNG and PDF), drawn from the seed aggregates.
 
     rank_ablation    score against LoRA rank r on a log2 axis, one line per target set (nudged
-                     sideways so they do not hide each other), error bars = sample std over
-                     seeds (Hu et al. 2021, Table 6 / Table 18 as a plot)
+                     sideways so they do not hide each other) (Hu et al. 2021, Table 6 /
+                     Table 18 as a plot)
     weight_types     score of each target set at one fixed trainable-parameter budget (Table 5):
                      the budget shared by the most target sets (q r=8, q,v r=4, q,k,v,o r=2 ...)
     score_vs_params  score against trainable parameters (log10 axis), one series per method
                      (Table 2 / Table 3 as a plot)
 
-Every figure has one panel per (model, task), axis labels with units, a legend, and a caption
-line naming the model, task, seeds and device. Files are reproducible byte for byte: no software
-or date metadata is written (PNG "Software", PDF "Creator"/"Producer"/"CreationDate").
+Points are seed medians; error bars are the percentile bootstrap 95% interval of the median
+(intervals.py), asymmetric, so a collapsed seed shows as a long lower bar instead of being hidden
+in a symmetric std. Every figure has one panel per (model, task), axis labels with units, a
+legend, and a caption line naming the model, task, seeds and device. Files are reproducible
+byte for byte: no software or date metadata is written (PNG "Software", PDF "Creator"/
+"Producer"/"CreationDate").
 """
 
 from __future__ import annotations
@@ -59,7 +62,7 @@ def caption(kept: pd.DataFrame, panels: pd.DataFrame, what: str) -> str:
     return (
         f"{what}; model: {join('model')}; task: {join('task')}; seeds: {join('seed')} "
         f"({per_point} per point); device: {join('device')}; points: median over seeds, "
-        "bars: sample std"
+        "bars: bootstrap 95% interval of the median"
     )
 
 
@@ -85,8 +88,15 @@ def primary(cells: pd.DataFrame) -> pd.DataFrame:
     return cells[cells["primary"]]
 
 
+def interval_err(rows: pd.DataFrame):
+    """(2, n) distances from the median down to lo and up to hi (0 where there is no interval)."""
+    low = (rows["median"] - rows["lo"]).fillna(0.0).clip(lower=0.0).to_numpy()
+    high = (rows["hi"] - rows["median"]).fillna(0.0).clip(lower=0.0).to_numpy()
+    return [low, high]
+
+
 def _errorbar(ax, x, rows: pd.DataFrame, label: str, **kw):
-    yerr = rows["std"].fillna(0.0).to_numpy()
+    yerr = interval_err(rows)
     ax.errorbar(x, rows["median"].to_numpy(), yerr=yerr, label=label, capsize=3, **kw)
 
 
@@ -145,12 +155,12 @@ def weight_types_figure(cells: pd.DataFrame, kept: pd.DataFrame) -> Figure | Non
         )
         rows = rows.sort_values("label", key=lambda s: s.map(lambda v: sort_key("weights", v)))
         x = list(range(len(rows)))
-        ax.bar(x, rows["median"], yerr=rows["std"].fillna(0.0), capsize=3, color="tab:blue")
+        ax.bar(x, rows["median"], yerr=interval_err(rows), capsize=3, color="tab:blue")
         ax.set_xticks(x, list(rows["label"]), rotation=30, ha="right")
         ax.set_xlabel("adapted weights and rank")
         ax.set_ylabel(METRIC_LABELS.get(rows["metric"].iloc[0], rows["metric"].iloc[0]))
-        low = (rows["median"] - rows["std"].fillna(0.0)).min()
-        high = (rows["median"] + rows["std"].fillna(0.0)).max()
+        low = rows["lo"].fillna(rows["median"]).min()
+        high = rows["hi"].fillna(rows["median"]).max()
         pad = max(1.0, 0.2 * (high - low))
         ax.set_ylim(low - pad, high + pad)
         budget = int(rows["trainable"].iloc[0])

@@ -2,8 +2,10 @@
 
 One `Table` (tables.py or latency.py) gives three files with the same content:
 
-    table.md    the paper's layout; per row "ours" (median ± std (n)), "paper", "Δ" = ours − paper
-    table.csv   tidy: one line per (row, column) with median, std, n, seeds, paper, delta
+    table.md    the paper's layout; per row "ours" (median [lo, hi] (n), the bootstrap interval of
+                intervals.py; median ± std where a cell has no interval), "paper", "Δ"
+    table.csv   tidy: one line per (row, column) with median, lo, hi, std, n, collapsed, seeds,
+                paper, delta
     table.tex   the layout of table.md as a booktabs `tabular` (hand-written: no jinja2 needed)
 
 Reproducible: everything is sorted before it gets here, floats have fixed decimals (1 for scores
@@ -38,12 +40,17 @@ def fmt(value: float, places: int, signed: bool = False) -> str:
 
 
 def fmt_cell(cell: Cell) -> str:
-    """'87.1 ± 0.3 (5)': median ± sample std (seeds); the std is left out for one seed."""
+    """'87.1 [86.8, 87.5] (5)': median [bootstrap interval] (seeds), '; 1 collapsed' inside the
+    parentheses when runs collapsed; '87.1 ± 0.3 (5)' (sample std) for a cell without an interval;
+    neither for one seed."""
     places = decimals(cell.metric)
     text = fmt(cell.median, places)
-    if not math.isnan(cell.std):
+    if cell.n > 1 and not (math.isnan(cell.lo) or math.isnan(cell.hi)):
+        text += f" [{fmt(cell.lo, places)}, {fmt(cell.hi, places)}]"
+    elif not math.isnan(cell.std):
         text += f" ± {fmt(cell.std, places)}"
-    return text + (f" ({cell.n})" if cell.n else "")
+    count = f"{cell.n}" + (f"; {cell.collapsed} collapsed" if cell.collapsed else "")
+    return text + (f" ({count})" if cell.n else "")
 
 
 def fmt_count(value: float) -> str:
@@ -169,8 +176,11 @@ def to_frame(table: Table) -> pd.DataFrame:
                     "column": column,
                     "metric": cell.metric,
                     "median": cell.median,
+                    "lo": cell.lo,
+                    "hi": cell.hi,
                     "std": cell.std,
                     "n": cell.n or None,
+                    "collapsed": cell.collapsed if cell.n else None,
                     "seeds": cell.seeds,
                     "trainable": count_or_none(block.trainable) if table.layout.trainable else None,
                     "paper": cell.paper,
@@ -191,7 +201,7 @@ def write_table(
     paths[0].write_text(to_markdown(table))
     if frame is None:
         frame = to_frame(table)
-        for column in ("n", "trainable"):
+        for column in ("n", "collapsed", "trainable"):
             if len(frame):
                 frame[column] = frame[column].astype("Int64")
     frame.to_csv(paths[1], index=False, float_format="%.4f", lineterminator="\n")

@@ -8,7 +8,8 @@ Every layout is rows × columns of one score, in the paper's arrangement (Hu et 
     rank          Table 6: (model, method, task, targets) × rank r
     methods       the embedded study: (model, method, r, targets) × the embedded tasks, average
 
-A cell is the median over seeds with the sample std and the seed count (see load.py). Where the
+A cell is the median over seeds with its bootstrap 95% interval, the seed count and the collapsed
+runs among them (see load.py); the CSV keeps the sample std too. Where the
 paper has the cell, the paper's figure and Δ = ours − paper follow in two more rows. The average
 column is the mean of a row's column medians, shown only when the row has every column of the
 layout (the paper averages all eight GLUE tasks). Table 1 (latency) is built in latency.py.
@@ -49,8 +50,10 @@ class Layout:
     paper_note: str = ""
     plots: tuple[str, ...] = ()
     cell_note: str = (
-        "cells: median over seeds ± sample standard deviation (number of seeds); accuracy, F1, "
-        "correlations, METEOR and ROUGE-L x100"
+        "cells: median over seeds [percentile bootstrap 95% interval of the median, 10,000 "
+        "resamples] (number of seeds; k collapsed: runs within a quarter of the headroom above "
+        "the majority class, kept in the median and interval, see results/collapse.md); "
+        "accuracy, F1, correlations, METEOR and ROUGE-L x100"
     )
 
 
@@ -167,6 +170,9 @@ class Cell:
     std: float = math.nan
     n: int = 0
     seeds: str = ""
+    lo: float = math.nan  # bootstrap 95% interval of the median (intervals.py)
+    hi: float = math.nan
+    collapsed: int = 0  # collapsed runs among the n (collapse.py)
     paper: float = math.nan
     compare: bool = True  # False: show the paper's figure but no Δ (e.g. ms on another GPU)
 
@@ -239,7 +245,14 @@ def build_table(
         block.trainable = float(rows["trainable"].dropna().median()) if layout.trainable else 0
         for _, row in rows.iterrows():
             block.cells[row["column"]] = Cell(
-                row["metric"], row["median"], row["std"], int(row["n"]), row["seeds"]
+                row["metric"],
+                row["median"],
+                row["std"],
+                int(row["n"]),
+                row["seeds"],
+                row.get("lo", math.nan),
+                row.get("hi", math.nan),
+                int(row.get("collapsed", 0)),
             )
         fields = {f: block.keys.get(f, rows.iloc[0].get(f)) for f in layout.match}
         paper_row = P.match_row(paper, fields, block.trainable if layout.trainable else None)

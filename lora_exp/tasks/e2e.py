@@ -36,9 +36,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from lora_exp.checks.inputs import register_check
 from lora_exp.errors import UserError
 from lora_exp.tasks.glue import HUB_HOST, hub_reachable
-from lora_exp.tasks.preflight import register_check
 from lora_exp.tasks.registry import register_loader
 
 log = logging.getLogger("lora_exp")

@@ -12,8 +12,9 @@ README reports "m/mm"; Table 2 prints matched). The loader returns these splits 
 and the data module tokenises them with the others.
 
 `fit.py` calls `score_extra_splits` right after `trainer.test(...)` and merges the result into
-`record["test"]`; the module is not changed (its test metrics are swapped for a copy whose names
-carry the suffix, then restored).
+the run's test metrics (a task without extra splits, generation included, adds none); the module
+is not changed (its test metrics are swapped for a copy whose names carry the suffix, then
+restored).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ def score_extra_splits(trainer, module, datamodule, task_cfg: DictConfig) -> dic
     """
     extras = dict(task_cfg.get("extra_eval_splits") or {})
     results: dict[str, float] = {}
+    if not extras:
+        return results
     original = module.test_metrics
     try:
         for split, suffix in extras.items():

@@ -9,7 +9,7 @@ its data, or without the checkpoint it must start from, fails at once with one m
 * `task.init_from`: the run it starts from exists (tasks/init_from.py), or the message gives the
   command that produces it.
 
-`train.main` calls it after validating the config and before writing the run record.
+`run_cell.main` calls it after validating the config and before writing the run record.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from tests.conftest import CONF, ROOT, run_cli
 
 pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="pip install -e '.[slurm]'")
 
-from lora_exp import launch_checks
+from lora_exp.checks import slurm as slurm_checks
 from lora_exp.errors import UserError
 
 
@@ -65,22 +65,22 @@ def test_the_test_cluster_launcher_is_the_slurm_launcher_without_gpus():
 
 def test_a_time_limit_shorter_than_the_requeue_signal_is_refused():
     with pytest.raises(UserError, match=r"timeout_min=2 .* must exceed .*signal_delay_s=120"):
-        launch_checks.check_settings(
+        slurm_checks.check_settings(
             {"timeout_min": 2, "signal_delay_s": 120, "tasks_per_node": 1}, 1
         )
     with pytest.raises(UserError, match=r"tasks_per_node=1 but trainer.devices=2"):
-        launch_checks.check_settings(
+        slurm_checks.check_settings(
             {"timeout_min": 60, "signal_delay_s": 120, "tasks_per_node": 1}, 2
         )
 
 
 def test_partition_checks_name_the_setting():
-    launch_checks.check_partition(None, ["debug"], "debug")
-    launch_checks.check_partition("a,b", ["a", "b"], None)
+    slurm_checks.check_partition(None, ["debug"], "debug")
+    slurm_checks.check_partition("a,b", ["a", "b"], None)
     with pytest.raises(UserError, match=r"no default partition: set hydra.launcher.partition"):
-        launch_checks.check_partition(None, ["gpu", "cpu"], None)
+        slurm_checks.check_partition(None, ["gpu", "cpu"], None)
     with pytest.raises(UserError, match=r"partition c does not exist.*partitions: a, b"):
-        launch_checks.check_partition("a,c", ["a", "b"], "a")
+        slurm_checks.check_partition("a,c", ["a", "b"], "a")
 
 
 @pytest.mark.parametrize(
@@ -129,7 +129,7 @@ def test_partition_checks_name_the_setting():
     ],
 )
 def test_sbatch_rejections_say_which_setting_to_change(message, launcher, expected):
-    assert expected in launch_checks.explain_sbatch_error(message, launcher)
+    assert expected in slurm_checks.explain_sbatch_error(message, launcher)
 
 
 def test_without_slurm_commands_a_sweep_fails_with_one_message(tmp_path):

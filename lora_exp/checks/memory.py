@@ -46,14 +46,14 @@ def estimate_bytes(cfg: DictConfig) -> tuple[int, str]:
         f"trainable at {FP32 + GRAD_AND_ADAM} bytes with gradient and AdamW state"
     )
     if shards_parameters(cfg.trainer):
-        world = _devices(cfg) * int(cfg.trainer.get("num_nodes", 1) or 1)
+        world = _devices(cfg.trainer) * int(cfg.trainer.get("num_nodes", 1) or 1)
         needed //= world
         how += f", sharded over {world} processes"
     return needed, how
 
 
-def _devices(cfg: DictConfig) -> int:
-    devices = cfg.trainer.get("devices", 1)
+def _devices(trainer_cfg: DictConfig) -> int:
+    devices = trainer_cfg.get("devices", 1)
     return devices if isinstance(devices, int) and devices > 0 else 1
 
 
@@ -74,15 +74,21 @@ def host_available_bytes(meminfo: Path = Path("/proc/meminfo")) -> int | None:
     return None
 
 
-def available(cfg: DictConfig) -> tuple[int | None, str]:
-    """(bytes available to one process of this run, where), or (None, where) if unknown."""
+def available(trainer_cfg: DictConfig) -> tuple[int | None, str]:
+    """(bytes available to one process of this run, where), or (None, where) if unknown.
+
+    Args:
+        trainer_cfg: the `trainer` config group (accelerator, devices).
+    """
     import torch
 
-    if cfg.trainer.accelerator != "cpu" and torch.cuda.is_available():
+    if trainer_cfg.accelerator != "cpu" and torch.cuda.is_available():
         free, _ = torch.cuda.mem_get_info()
         return free, f"free on {torch.cuda.get_device_name()}"
     host = host_available_bytes()
-    processes = _devices(cfg)  # CPU data parallelism: the processes share this node's memory
+    processes = _devices(
+        trainer_cfg
+    )  # CPU data parallelism: the processes share this node's memory
     if host is None:
         return None, "host memory"
     where = "available on this host" + (
@@ -94,7 +100,7 @@ def available(cfg: DictConfig) -> tuple[int | None, str]:
 def check_memory(cfg: DictConfig) -> None:
     """Raise `UserError` if the model, its gradients and optimizer state cannot fit."""
     needed, how = estimate_bytes(cfg)
-    have, where = available(cfg)
+    have, where = available(cfg.trainer)
     if have is None or needed <= have:
         return
     raise UserError(

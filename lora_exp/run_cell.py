@@ -5,11 +5,16 @@
 "interrupted". Nothing heavy is imported until the config has been validated and the data checked,
 so bad input fails within seconds.
 
-Order of a training run: validate the config -> check the data (tasks/preflight.py) -> lock the
+Order of a training run: validate the config -> check the data (checks/inputs.py) -> lock the
 run directory and the configuration (run_lock.py) -> skip if the cell already succeeded -> find
 an intact checkpoint to resume from, unless force=true (resume.py, checkpoint_io.py) -> record
-"running" -> check the model fits the device (memory_check.py) -> fit and test -> final record
+"running" -> check the model fits the device (checks/memory.py) -> build the run and record its
+set-up (fit.build_run) -> fit and test, and record the result (fit.fit_and_test) -> final record
 -> release the locks. Signals and exit statuses: interrupts.py and cli.py.
+
+This module is the only one that writes into the record: the layers below return result objects
+(fit_result.RunSetup, fit_result.FitResult, dry_run.DryRun) that `record_setup`, `record_fit` and
+`record_dry_run` turn into record fields (tests/test_record_flow.py keeps it so).
 """
 
 from __future__ import annotations
@@ -20,16 +25,19 @@ import logging
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig, OmegaConf
 
 from lora_exp import checks, run_lock
-from lora_exp.distributed import check_layout, is_global_zero, layout
+from lora_exp.checks.memory import check_memory
+from lora_exp.distributed import is_global_zero, layout
 from lora_exp.errors import UserError
+from lora_exp.fit_result import FitResult, RunSetup
+from lora_exp.fit_summary import print_summary
 from lora_exp.hydra_job import in_multirun, run_dir_and_overrides
 from lora_exp.interrupts import interruption
 from lora_exp.measure.clock import process_age_s
-from lora_exp.memory_check import check_memory
 from lora_exp.records import (
     SCHEMA_VERSION,
     config_hash,
@@ -42,20 +50,11 @@ from lora_exp.records import (
 )
 from lora_exp.resume import LAST_CHECKPOINT, find_resume_checkpoint, find_success
 
+if TYPE_CHECKING:
+    from lora_exp.dry_run import DryRun
+
 log = logging.getLogger("lora_exp")
 RECORD_NAME = "record.json"
-
-
-def check_before_loading(cfg: DictConfig) -> None:
-    """Validation that needs the model family and the method registry, still without torch."""
-    from lora_exp.models import get_family
-
-    checks.validate(cfg)
-    check_layout(cfg, multirun=in_multirun())  # batch divisible by devices; a launcher that fits
-    family = get_family(cfg.model.family)
-    for target in checks.validate_targets(cfg.targets):
-        if target not in family.sites:
-            raise UserError(f"target '{target}' cannot be mapped in model family '{family.name}'")
 
 
 def offline_if_hub_unreachable() -> None:
@@ -136,12 +135,55 @@ def new_record(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
     }
 
 
+def add_import_time(record: dict, seconds: float) -> None:
+    """The heavy libraries, imported when the run needs them, count as timing/imports too."""
+    timing = record["timing"]
+    timing["timing/imports"] = round(timing.get("timing/imports", 0.0) + seconds, 3)
+
+
+def record_setup(record: dict, setup: RunSetup) -> None:
+    """What the built run knows before training, into its record (`fit_result.RunSetup`)."""
+    add_import_time(record, setup.import_s)
+    record["task"].update(setup.task_info)
+    if setup.init_from is not None:
+        record["init_from"] = setup.init_from
+    record["params"] = dict(setup.params)
+    record["step"] = dict(setup.step)
+
+
+def record_fit(record: dict, result: FitResult) -> None:
+    """What fitting and testing produced, into the record (`fit_result.FitResult`)."""
+    record["history"] = list(result.history)
+    record["resumed_from_epoch"] = result.resumed_from_epoch
+    record["step"].update(result.step)
+    record["best"] = result.best
+    record["test"] = dict(result.test)
+    record["task"].update(result.task_info)
+    record.update(result.extras)
+    record["measurements"] = dict(result.measurements)
+    record["timing"].update(result.timing)
+
+
+def record_dry_run(record: dict, result: DryRun, start: float) -> None:
+    """A dry run's counts (and the paper's figure, where it prints one) into its record."""
+    record.update(
+        status="dry_run",
+        params=dict(result.counts),
+        finished_at=utc_now(),
+        wall_time_s=round(time.time() - start, 2),
+        environment=environment(),
+    )
+    paper = result.paper
+    if paper is not None:
+        record["paper_count"] = {"paper": paper.paper, "source": paper.source, "note": paper.note}
+
+
 def main(cfg: DictConfig) -> dict:
     """Run one configuration end to end and return its record."""
     imports_s = process_age_s()  # interpreter, Hydra and composition, before this line
     start = time.time()
     run_dir, overrides = run_dir_and_overrides(cfg)
-    check_before_loading(cfg)
+    checks.before_loading(cfg, multirun=in_multirun())
     # Under data parallelism every rank runs this function, so that all make the same skip and
     # resume decisions from the same files; only global rank 0 writes (distributed.py).
     writer = is_global_zero()
@@ -152,10 +194,14 @@ def main(cfg: DictConfig) -> dict:
     record["timing"] = {"timing/imports": round(imports_s, 3)}
     record_path = run_dir / RECORD_NAME
     if cfg.dry_run:
-        from lora_exp.dry_run import dry_run
+        from lora_exp.dry_run import dry_run, print_dry_run
 
-        return dry_run(cfg, record, record_path, start)
-    from lora_exp.tasks.preflight import preflight
+        result = dry_run(cfg)
+        record_dry_run(record, result, start)
+        write_json_atomic(record_path, record)
+        print_dry_run(result, cfg.task)
+        return record
+    from lora_exp.checks.inputs import preflight
 
     preflight(cfg)  # data reachable and init checkpoint present: fail in ms, before heavy imports
     # The locks come before the skip check: a run of this cell that finishes while we wait is
@@ -191,8 +237,7 @@ def run_locked(cfg: DictConfig, record: dict, record_path: Path, start: float) -
     if writer:
         write_json_atomic(record_path, record)
     try:
-        from lora_exp.fit import fit_and_test
-        from lora_exp.fit_record import add_import_time
+        from lora_exp.fit import build_run, fit_and_test
 
         importing = time.perf_counter()
         import lightning  # noqa: F401  (the libraries every training run needs, timed as imports)
@@ -204,7 +249,12 @@ def run_locked(cfg: DictConfig, record: dict, record_path: Path, start: float) -
             check_memory(cfg)  # a model that cannot fit fails here, before anything is allocated
             record["timing"]["timing/memory_check"] = round(time.perf_counter() - checking, 3)
 
-        fit_and_test(cfg, record, run_dir, record["overrides"], resume_from)
+        record["environment"] = environment()
+        run = build_run(cfg, run_dir, record["overrides"], resume_from)
+        record_setup(record, run.setup)  # on record even if training fails or is interrupted
+        record_fit(record, fit_and_test(run, resume_from))
+        if writer:
+            print_summary(record)
         record["status"] = "success"
     except (KeyboardInterrupt, SystemExit) as exc:
         stop = interruption(exc) or exc  # the signal, not Lightning's sys.exit(1) after it
