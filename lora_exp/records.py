@@ -103,15 +103,19 @@ def redact(obj, secrets: list[str] | None = None):
     return obj
 
 
-def write_json_atomic(path: str | Path, data: dict) -> None:
-    """Write `data` as JSON to `path` atomically (temp file + fsync + rename), secrets redacted."""
+def write_text_atomic(path: str | Path, text: str, keep_if_same: bool = False) -> Path:
+    """Write `text` to `path` atomically: a temp file in the same folder, fsync, `os.replace`
+    (atomic on POSIX), so a reader never sees half a file. `keep_if_same` leaves a file that
+    already holds `text` untouched (generated reports: a regeneration that changes nothing
+    changes no modification time); a record is always rewritten, with the current umask."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(redact(data), indent=2, sort_keys=True, default=str) + "\n"
+    if keep_if_same and path.is_file() and path.read_text() == text:
+        return path
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        # mkstemp creates 0600; a record is read by report tools and colleagues like every other
-        # file of the run, so it gets what open() would give: 0666 minus the umask (0644).
+        # mkstemp creates 0600; a record or a report is read by report tools and colleagues like
+        # every other file of the run, so it gets what open() would give: 0666 minus the umask.
         os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
@@ -121,6 +125,12 @@ def write_json_atomic(path: str | Path, data: dict) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return path
+
+
+def write_json_atomic(path: str | Path, data: dict) -> None:
+    """Write `data` as JSON to `path` atomically (write_text_atomic), secrets redacted."""
+    write_text_atomic(path, json.dumps(redact(data), indent=2, sort_keys=True, default=str) + "\n")
 
 
 def current_umask() -> int:

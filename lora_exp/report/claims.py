@@ -20,9 +20,9 @@ from pathlib import Path
 import pandas as pd
 
 from lora_exp.errors import UserError
+from lora_exp.records import write_text_atomic
 from lora_exp.report import verdicts as V
 from lora_exp.report.claims_spec import AVG, AVG_TASKS, CLAIMS, Cell, Claim, Comparison
-from lora_exp.report.files import write_text_atomic
 from lora_exp.report.intervals import RESAMPLES, Interval, difference
 from lora_exp.report.verdicts import Row
 
@@ -187,5 +187,5 @@ def claims_markdown(root: Path) -> str:
 def write_claims(root: Path) -> list[Path]:
     """results/claims.md from the committed records and benchmark outputs."""
     path = Path(root) / "results" / "claims.md"
-    write_text_atomic(path, claims_markdown(Path(root)))
+    write_text_atomic(path, claims_markdown(Path(root)), keep_if_same=True)
     return [path]

@@ -34,7 +34,7 @@ import json
 import math
 from pathlib import Path
 
-from lora_exp.report.files import write_text_atomic
+from lora_exp.records import write_text_atomic
 
 HEADROOM_FRACTION = 0.25
 LEFT_POINTS = 5.0  # an epoch 'left the majority level' when > m + 5 points
@@ -203,5 +203,7 @@ def write_collapse(results: Path, artifacts) -> list[Path]:
     """results/collapse.md from results/<artifact>/runs of `artifacts` (the report's tables);
     returns the path written."""
     path = Path(results) / "collapse.md"
-    write_text_atomic(path, collapse_markdown(collapsed_runs(results, artifacts)))
+    write_text_atomic(
+        path, collapse_markdown(collapsed_runs(results, artifacts)), keep_if_same=True
+    )
     return [path]
