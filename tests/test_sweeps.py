@@ -14,9 +14,10 @@ SWEEPS = sorted(p.stem for p in (CONF / "sweep").glob("*.yaml"))
 EXPECTED_CELLS = {
     "embedded_lr_search": 25,
     "embedded_lr_search_ft": 3,
-    "embedded_methods": 60,
-    "embedded_rank": 45,
-    "embedded_weight_types": 21,
+    "embedded_methods": 120,  # 6 methods x 2 tasks x 10 seeds (issue 19)
+    "embedded_rank": 150,  # 5 ranks x 3 target sets x 10 seeds
+    "embedded_weight_types": 70,  # 7 cells x 10 seeds
+    "collapse_probe": 8,  # 2 ranks x 2 learning rates x 2 precisions, seed 2
     "table2_roberta_base": 40,
     "table2_roberta_large": 80,
     "table2_deberta": 40,
