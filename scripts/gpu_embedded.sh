@@ -5,8 +5,8 @@
 # and pack the records (and the LoRA checkpoints Section 7 needs) into $OUT.
 # Usage: OUT=dir bash scripts/gpu_embedded.sh PARALLEL SECONDS sweep[@SEEDS] [sweep[@SEEDS] ...]
 #   sweep@5,6,7,8,9 runs only these seeds of the sweep (more seeds for cells that already have
-#     some); their runs are numbered after those in its existing manifest.txt, and listed in
-#     manifest_seeds-5+6+7+8+9.txt.
+#     some), seed by seed; their runs are numbered after those in its existing manifest.txt, and
+#     listed in manifest_seeds-5+6+7+8+9.txt.
 #   a sweep named "choose_lr" runs scripts/choose_lr.py (the LR search must come before it).
 set -uo pipefail
 PARALLEL=$1
@@ -43,7 +43,11 @@ for item in "$@"; do
   if [ -n "$SEEDS" ]; then
     MANIFEST="results/$sweep/manifest_seeds-${SEEDS//,/+}.txt"
     FIRST_NUMBER=$(( $(grep -c . "results/$sweep/manifest.txt") + 1 ))
-    python3 slurm/make_manifest.py "sweep=$sweep" "seed=$SEEDS" > "$MANIFEST"
+    # Seed-major order: a call cut short by its time limit leaves every cell with its next
+    # seeds, not some cells with all of them and the rest with none.
+    python3 slurm/make_manifest.py "sweep=$sweep" "seed=$SEEDS" \
+      | awk '{ match($0, /seed=[0-9]+/); print substr($0, RSTART + 5, RLENGTH - 5) "\t" $0 }' \
+      | sort -s -n -k1,1 | cut -f2- > "$MANIFEST"
     STATUS="results/$sweep/status_seeds-${SEEDS//,/+}.txt"
   else
     MANIFEST="results/$sweep/manifest.txt"

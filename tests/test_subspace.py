@@ -272,3 +272,20 @@ def test_section7_study_summarises_pairs_and_table7(tmp_path):
     assert f"{np.median(per_pair):.3f} [{per_pair.min():.3f}, {per_pair.max():.3f}]" in text
     with pytest.raises(UserError, match=r"needs LoRA \[q,v\] checkpoints"):
         section7_study.report_study(runs, tmp_path / "out2", small=4, large=8)
+
+
+def test_missing_local_weights_fall_back_to_the_original_with_a_warning(monkeypatch, tmp_path):
+    """Section 7 regenerates exactly only from the weights the run trained on; without them it
+    says so and loads the model's original weights."""
+    import lora_exp.models
+
+    loaded = {}
+    monkeypatch.setattr(
+        lora_exp.models,
+        "load_backbone",
+        lambda model, *args, **kwargs: loaded.setdefault("local_path", model.local_path),
+    )
+    config = tiny_bert_config(4, weights="hub", local_path=str(tmp_path / "gone"))
+    with pytest.warns(UserWarning, match="gone.*missing.*original weights"):
+        section7.load_pretrained({"config": config})
+    assert loaded == {"local_path": None}

@@ -17,7 +17,8 @@ EXPECTED_CELLS = {
     "embedded_methods": 120,  # 6 methods x 2 tasks x 10 seeds (issue 19)
     "embedded_rank": 150,  # 5 ranks x 3 target sets x 10 seeds
     "embedded_weight_types": 70,  # 7 cells x 10 seeds
-    "collapse_probe": 8,  # 2 ranks x 2 learning rates x 2 precisions, seed 2
+    "collapse_probe": 16,  # 2 ranks x 2 learning rates x 2 precisions x clip or not, seed 2
+    "collapse_clip": 20,  # 2 ranks x 10 seeds, clipped
     "table2_roberta_base": 40,
     "table2_roberta_large": 80,
     "table2_deberta": 40,

@@ -9,8 +9,8 @@ import pytest
 
 from lora_exp.errors import UserError
 from lora_exp.report import verdicts as V
-from lora_exp.report.claims import claims_markdown, load_long, scores_by_seed
-from lora_exp.report.claims_spec import CLAIMS, Cell
+from lora_exp.report.claims import claims_markdown, devices_text, load_long, scores_by_seed
+from lora_exp.report.claims_spec import CLAIMS, Cell, Claim, Comparison
 from lora_exp.report.intervals import Interval, difference
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,3 +95,43 @@ def test_claims_markdown_is_deterministic_and_names_collapsed_runs():
     assert text == claims_markdown(ROOT)
     assert "LoRA q,k,v,o r=2 seed 2 (53.5)" in text
     assert (ROOT / "results" / "claims.md").read_text() == text  # the committed file is current
+
+
+def test_setup_names_the_devices_of_the_compared_runs_from_their_records():
+    """Each run counted once, whichever comparisons it enters, under its recorded device."""
+    import pandas as pd
+
+    def run(rank, seed, device):
+        return dict(
+            method="lora",
+            metric="acc",
+            table_metric="acc",
+            rank=rank,
+            targets="q,v",
+            task="tweet_sentiment",
+            seed=seed,
+            device=device,
+            value=80.0,
+        )
+
+    long = pd.DataFrame(
+        [
+            run(4, 0, "NVIDIA H200"),
+            run(4, 1, "NVIDIA H100 80GB HBM3"),
+            run(64, 0, "NVIDIA H200"),
+            run(1, 0, "cpu"),
+        ]
+    )
+    cell = lambda r: Cell("embedded_rank", "lora", "tweet_sentiment", r, "q,v")  # noqa: E731
+    claim = Claim(
+        "b",
+        "paper",
+        "setup",
+        (),
+        (
+            Comparison(cell(4), cell(64), "matches"),
+            Comparison(cell(1), cell(64), "matches"),
+        ),
+    )
+    text = devices_text(claim, {("embedded_rank", "test"): long})
+    assert text == "NVIDIA H100 80GB HBM3 (1 run); NVIDIA H200 (2 runs); cpu (1 run)"

@@ -33,13 +33,19 @@ GENERATED = (
 SCORES = ("test", "val")
 
 
-def scores_by_seed(long: pd.DataFrame, cell: Cell) -> tuple[dict, list[str]]:
-    """{seed: score} of a cell (AVG: the per-seed mean over AVG_TASKS) and its collapsed runs."""
+def cell_rows(long: pd.DataFrame, cell: Cell) -> pd.DataFrame:
+    """The table-metric rows of a cell's method, rank and targets (every task)."""
     rows = long[(long["method"] == cell.method) & (long["metric"] == long["table_metric"])]
     if cell.rank is not None:
         rows = rows[rows["rank"] == cell.rank]
     if cell.targets is not None:
         rows = rows[rows["targets"] == cell.targets]
+    return rows
+
+
+def scores_by_seed(long: pd.DataFrame, cell: Cell) -> tuple[dict, list[str]]:
+    """{seed: score} of a cell (AVG: the per-seed mean over AVG_TASKS) and its collapsed runs."""
+    rows = cell_rows(long, cell)
     tasks = AVG_TASKS if cell.task == AVG else (cell.task,)
     per_task = [rows[rows["task"] == t].set_index("seed") for t in tasks]
     if any(part.empty for part in per_task):
@@ -85,14 +91,39 @@ def compare(cmp: Comparison, longs: dict) -> Row:
     return row
 
 
-def runs_rows(claim: Claim, root: Path) -> list[Row]:
+def runs_rows(claim: Claim, root: Path) -> tuple[list[Row], str]:
+    """The claim's comparison rows, and the devices its runs trained on (from their records)."""
     longs = {}
     for cmp in claim.comparisons:
         for score in SCORES:
             key = (cmp.a.artifact, score)
             if key not in longs:
                 longs[key] = load_long(root, cmp.a.artifact, score)
-    return [compare(cmp, longs) for cmp in claim.comparisons]
+    return [compare(cmp, longs) for cmp in claim.comparisons], devices_text(claim, longs)
+
+
+def devices_text(claim: Claim, longs: dict) -> str:
+    """'NVIDIA H200 (60 runs)' or '...; NVIDIA H100 80GB HBM3 (50 runs)' over the compared cells."""
+    runs: dict[tuple, str] = {}
+    for cmp in claim.comparisons:
+        long = longs[(cmp.a.artifact, "test")]
+        for cell in (cmp.a, cmp.b):
+            for run_key, device in cell_devices(long, cell).items():
+                runs[(cell.artifact, *run_key)] = device
+    counts = pd.Series(list(runs.values()), dtype=object).fillna("unknown").value_counts()
+    return "; ".join(
+        f"{device} ({n} run{'s' if n != 1 else ''})" for device, n in sorted(counts.items())
+    )
+
+
+def cell_devices(long: pd.DataFrame, cell: Cell) -> dict:
+    """{(task, targets, rank, method, seed): device} of the runs a cell's scores come from."""
+    rows = cell_rows(long, cell)
+    rows = rows[rows["task"].isin(AVG_TASKS if cell.task == AVG else (cell.task,))]
+    return {
+        (r.task, r.targets, r.rank, r.method, int(r.seed)): r.device
+        for r in rows.itertuples(index=False)
+    }
 
 
 def fmt_interval(interval: Interval | str | None, places: int = 1) -> str:
@@ -112,7 +143,7 @@ def links_text(claim: Claim) -> str:
     return ", ".join(f"[{name}]({path})" for name, path in claim.links)
 
 
-def section(claim: Claim, rows: list[Row], places: int) -> list[str]:
+def section(claim: Claim, setup: str, rows: list[Row], places: int) -> list[str]:
     """The comparison table of one claim."""
     scores = sorted({s for r in rows for s in r.results}, key=lambda s: (s != "test", s))
     heads = ["comparison (a vs b)", "rule", "seeds a / b" if "test" in scores else "n"]
@@ -134,7 +165,7 @@ def section(claim: Claim, rows: list[Row], places: int) -> list[str]:
         lines.append("| " + " | ".join(cells) + " |")
     verdicts = claim_verdicts(rows)
     summary = ", ".join(f"{s}: **{v}**" for s, v in verdicts.items())
-    lines += ["", f"Verdict: {summary}. Setup: {claim.setup}. {links_text(claim)}"]
+    lines += ["", f"Verdict: {summary}. Setup: {setup}. {links_text(claim)}"]
     if claim.note:
         lines[-1] += f". Note: {claim.note}"
     return lines
@@ -145,16 +176,16 @@ def claims_markdown(root: Path) -> str:
 
     summary, sections = [], []
     for claim in CLAIMS:
+        setup = claim.setup
         if claim.source == "runs":
-            rows, places = runs_rows(claim, root), 1
+            (rows, devices), places = runs_rows(claim, root), 1
+            setup += f"; trained on {devices}"
         else:
             rows, places = MEASURED[claim.source](root), 3 if claim.source == "section7" else 2
         verdicts = claim_verdicts(rows)
         shown = " / ".join(f"**{v}** ({s})" for s, v in verdicts.items())
-        summary.append(
-            f"| ({claim.key}) {claim.paper} | {claim.setup} | {shown} | {links_text(claim)} |"
-        )
-        sections += ["", *section(claim, rows, places)]
+        summary.append(f"| ({claim.key}) {claim.paper} | {setup} | {shown} | {links_text(claim)} |")
+        sections += ["", *section(claim, setup, rows, places)]
     intro = [
         GENERATED,
         "### The paper's claims, measured",

@@ -111,7 +111,7 @@ CLAIMS = (
         "a",
         "LoRA with ~0.1-1% of the parameters matches full fine-tuning and is at least as good as "
         "other PEFT methods at a comparable budget (Table 2)",
-        f"{EMBEDDED}, LoRA r=8 q,v (73.7K trained, 0.33%); tweet_sentiment + bbc_news; H200",
+        f"{EMBEDDED}, LoRA r=8 q,v (73.7K trained, 0.33%); tweet_sentiment + bbc_news",
         (
             ("table", "embedded_methods/table.md"),
             ("val", "embedded_methods/val/table.md"),
@@ -122,7 +122,7 @@ CLAIMS = (
     Claim(
         "b",
         "a very small rank suffices (Table 6: r=1 competitive on q,v)",
-        f"{EMBEDDED}, LoRA on tweet_sentiment; H200",
+        f"{EMBEDDED}, LoRA on tweet_sentiment",
         (
             ("table", "embedded_rank/table.md"),
             ("val", "embedded_rank/val/table.md"),
@@ -134,7 +134,7 @@ CLAIMS = (
         "c",
         "at a fixed budget, more weight types at a lower rank beat one type at a higher rank; q "
         "alone is the weakest (Table 5)",
-        f"{EMBEDDED}, LoRA on tweet_sentiment, budget 8 ranks-worth (18,432 params); H200",
+        f"{EMBEDDED}, LoRA on tweet_sentiment, budget 8 ranks-worth (18,432 params)",
         (
             ("table", "embedded_weight_types/table.md"),
             ("val", "embedded_weight_types/val/table.md"),

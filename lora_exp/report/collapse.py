@@ -202,8 +202,10 @@ def collapse_markdown(runs: list[tuple[str, dict]]) -> str:
 def write_collapse(results: Path, artifacts) -> list[Path]:
     """results/collapse.md from results/<artifact>/runs of `artifacts` (the report's tables);
     returns the path written."""
+    from lora_exp.report.collapse_probes import probes_markdown  # it imports this module
+
     path = Path(results) / "collapse.md"
-    write_text_atomic(
-        path, collapse_markdown(collapsed_runs(results, artifacts)), keep_if_same=True
-    )
+    text = collapse_markdown(collapsed_runs(results, artifacts))
+    text += "\n".join(probes_markdown(Path(results))) + "\n"
+    write_text_atomic(path, text, keep_if_same=True)
     return [path]
