@@ -43,7 +43,7 @@ def test_probe_rows_name_each_suspect_and_count_collapses(tmp_path):
     # ordered by rank, lr (largest first), precision, clipping
     assert [row.split(" | ")[2:5] for row in rows] == [
         ["0.003", "bf16-mixed", "none"],
-        ["0.003", "bf16-mixed", "1"],
+        ["0.003", "bf16-mixed", "1.0"],
         ["0.001", "32-true", "none"],
     ]
     assert "**yes**" in rows[0] and "**yes**" not in rows[1] + rows[2]

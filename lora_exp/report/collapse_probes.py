@@ -65,6 +65,12 @@ def precision_of(record: dict) -> str:
     return str(((record.get("config") or {}).get("trainer") or {}).get("precision"))
 
 
+def commit_of(record: dict) -> str:
+    """The short commit the run's code came from ('-' when not recorded)."""
+    git = (record.get("environment") or {}).get("git") or {}
+    return str(git.get("commit") or "-")[:7]
+
+
 def _f(value, places: int = 1) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
@@ -78,9 +84,14 @@ def probe_lines(results: Path) -> list[str]:
     if not runs:
         return [*lines, f"Not run yet: `python run.py -m sweep={PROBE}`."]
     lines += [
-        "| r | α/r | lr | precision | clip | device | test acc (headroom) | collapsed | "
+        "A probe run shares the collapsed runs' data order and head initialisation (both drawn "
+        "on the CPU from the seed, whatever the device) but, on another device, not their "
+        "dropout masks (drawn by the device's own generator) nor their kernels' rounding. "
+        "code: the commit in the run's record.",
+        "",
+        "| r | α/r | lr | precision | clip | code | device | test acc (headroom) | collapsed | "
         "val acc per epoch | rolling loss: low (step), blow-up step |",
-        "|---:|---:|---:|---|---|---|---|---|---|---|",
+        "|---:|---:|---:|---|---|---|---|---|---|---|---|",
     ]
     rows = []
     for run_dir, record in runs:
@@ -90,7 +101,8 @@ def probe_lines(results: Path) -> list[str]:
             (
                 (e["rank"], -e["lr"], precision_of(record), clip is not None),
                 f"| {e['rank']} | {_f(e['alpha_over_r'], 0)} | {e['lr']:g} | "
-                f"{precision_of(record)} | {'none' if clip is None else f'{clip:g}'} | "
+                f"{precision_of(record)} | {'none' if clip is None else clip} | "
+                f"{commit_of(record)} | "
                 f"{(record.get('environment') or {}).get('device')} | {_f(e['test_acc'])} "
                 f"({e['headroom']:.0%}) | {'**yes**' if is_collapsed(record) else 'no'} | "
                 f"{', '.join(_f(v) for v in e['val_acc'])} | "
