@@ -139,7 +139,8 @@ def collapsed_runs(results: Path, artifacts) -> list[tuple[str, dict]]:
     return sorted(out, key=lambda ae: (ae[0], ae[1]["run"]))
 
 
-def _f(value, places: int = 1) -> str:
+def number_text(value, places: int = 1) -> str:
+    """value with `places` decimals; '-' for None or NaN."""
     return (
         "-"
         if value is None or (isinstance(value, float) and math.isnan(value))
@@ -170,21 +171,22 @@ def collapse_markdown(runs: list[tuple[str, dict]]) -> str:
     ]
     for artifact, e in runs:
         cell = f"{e['method']} {e['targets']} r={e['rank']}, {e['task']}"
-        vals = ", ".join(_f(v) for v in e["val_acc"])
-        losses = ", ".join(_f(v, 3) for v in e["epoch_loss"])
+        vals = ", ".join(number_text(v) for v in e["val_acc"])
+        losses = ", ".join(number_text(v, 3) for v in e["epoch_loss"])
         course = (
-            f"{_f(e['loss_start'], 3)}, {_f(e['loss_low'], 3)} ({e['loss_low_step']}), "
+            f"{number_text(e['loss_start'], 3)}, {number_text(e['loss_low'], 3)} "
+            f"({e['loss_low_step']}), "
             f"{e['loss_blowup_step'] if e['loss_blowup_step'] is not None else 'none'}, "
-            f"{_f(e['loss_end'], 3)}"
+            f"{number_text(e['loss_end'], 3)}"
             if "loss_start" in e
             else "no step log"
         )
         lines.append(
-            f"| {artifact} | `{e['run']}` | {cell} | {e['seed']} | {_f(e['test_acc'])} / "
-            f"{_f(e['majority'])} ({e['headroom']:.0%}) | {vals} | "
+            f"| {artifact} | `{e['run']}` | {cell} | {e['seed']} | {number_text(e['test_acc'])} / "
+            f"{number_text(e['majority'])} ({e['headroom']:.0%}) | {vals} | "
             f"{'yes' if e['left_majority'] else 'no'} | {losses} "
             f"| {course} | {e['lr']:g}, {e['peak_step']} | {e['alpha']}, {e['rank']}, "
-            f"{_f(e['alpha_over_r'], 2)} |"
+            f"{number_text(e['alpha_over_r'], 2)} |"
         )
     lines += [
         "",

@@ -21,11 +21,10 @@ A sweep that has not run yet gives one line saying so, so the report never fails
 from __future__ import annotations
 
 import json
-import math
 import statistics
 from pathlib import Path
 
-from lora_exp.report.collapse import evidence, is_collapsed
+from lora_exp.report.collapse import evidence, is_collapsed, number_text
 from lora_exp.report.intervals import RESAMPLES, difference
 
 PROBE = "collapse_probe"
@@ -71,12 +70,6 @@ def commit_of(record: dict) -> str:
     return str(git.get("commit") or "-")[:7]
 
 
-def _f(value, places: int = 1) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    return f"{value:.{places}f}"
-
-
 def probe_lines(results: Path) -> list[str]:
     """The seed-2 probe: one row per run, each suspect's setting and the run's outcome."""
     runs = successful_records(results / PROBE / "runs")
@@ -100,14 +93,14 @@ def probe_lines(results: Path) -> list[str]:
         rows.append(
             (
                 (e["rank"], -e["lr"], precision_of(record), clip is not None),
-                f"| {e['rank']} | {_f(e['alpha_over_r'], 0)} | {e['lr']:g} | "
+                f"| {e['rank']} | {number_text(e['alpha_over_r'], 0)} | {e['lr']:g} | "
                 f"{precision_of(record)} | {'none' if clip is None else clip} | "
                 f"{commit_of(record)} | "
-                f"{(record.get('environment') or {}).get('device')} | {_f(e['test_acc'])} "
+                f"{(record.get('environment') or {}).get('device')} | {number_text(e['test_acc'])} "
                 f"({e['headroom']:.0%}) | {'**yes**' if is_collapsed(record) else 'no'} | "
-                f"{', '.join(_f(v) for v in e['val_acc'])} | "
+                f"{', '.join(number_text(v) for v in e['val_acc'])} | "
                 + (
-                    f"{_f(e['loss_low'], 3)} ({e['loss_low_step']}), "
+                    f"{number_text(e['loss_low'], 3)} ({e['loss_low_step']}), "
                     f"{e['loss_blowup_step'] if e['loss_blowup_step'] is not None else 'none'}"
                     if "loss_low" in e
                     else "no step log"
