@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from lora_exp.report import collapse_probes
-from lora_exp.report.collapse import write_collapse
+from lora_exp.report.collapse_md import write_collapse
 
 
 def write_run(results, sweep, name, acc, seed, rank=1, clip=None, lr=0.003, precision="auto"):

@@ -162,7 +162,7 @@ def claims_sources(root: Path) -> bool:
 def summaries(root: Path, readme: Path | None = None) -> list[Path]:
     """claims.md (when the claimed artifacts have runs), collapse.md, then the README block."""
     from lora_exp.report.claims import write_claims
-    from lora_exp.report.collapse import write_collapse
+    from lora_exp.report.collapse_md import write_collapse
     from lora_exp.report.readme import update_readme
 
     written = write_claims(root) if claims_sources(root) else []
@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
 
             written = write_claims(root)
         elif args.artifact == "collapse":
-            from lora_exp.report.collapse import write_collapse
+            from lora_exp.report.collapse_md import write_collapse
 
             written = write_collapse(root / "results", sorted(ARTIFACTS))
         elif args.artifact == "readme":

@@ -1,6 +1,6 @@
 """Collapsed runs: which runs ended near the majority class, and what their records say about why.
 
-    python -m lora_exp.report collapse      # -> results/collapse.md
+    python -m lora_exp.report collapse      # -> results/collapse.md (collapse_md.py)
 
 Definition: a classification run **collapsed** when its test accuracy recovers less than a
 quarter of the headroom above the majority class, with m = the record's `task.majority_test_acc`
@@ -33,8 +33,6 @@ import csv
 import json
 import math
 from pathlib import Path
-
-from lora_exp.records import write_text_atomic
 
 HEADROOM_FRACTION = 0.25
 LEFT_POINTS = 5.0  # an epoch 'left the majority level' when > m + 5 points
@@ -199,15 +197,3 @@ def collapse_markdown(runs: list[tuple[str, dict]]) -> str:
         "- a run copied into another sweep (`reused_from`) is listed once, under its own sweep",
     ]
     return "\n".join(lines) + "\n"
-
-
-def write_collapse(results: Path, artifacts) -> list[Path]:
-    """results/collapse.md from results/<artifact>/runs of `artifacts` (the report's tables);
-    returns the path written."""
-    from lora_exp.report.collapse_probes import probes_markdown  # it imports this module
-
-    path = Path(results) / "collapse.md"
-    text = collapse_markdown(collapsed_runs(results, artifacts))
-    text += "\n".join(probes_markdown(Path(results))) + "\n"
-    write_text_atomic(path, text, keep_if_same=True)
-    return [path]
