@@ -73,11 +73,19 @@ class TrainingModule(L.LightningModule):
 
         optimizer = self.optimizers().optimizer  # the torch optimizer inside Lightning's wrapper
         clip_val = self.optim.get("clip_val")
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        loss_scaled = getattr(self.trainer.precision_plugin, "scaler", None) is not None
 
         def clip():
-            self.clip_gradients(
-                optimizer, gradient_clip_val=clip_val, gradient_clip_algorithm="norm"
-            )
+            if loss_scaled:  # fp16: Lightning unscales the gradients before it clips them
+                self.clip_gradients(
+                    optimizer, gradient_clip_val=clip_val, gradient_clip_algorithm="norm"
+                )
+            else:
+                # bf16 and fp32 have no loss scale, so the gradients are the true ones and torch
+                # clips them exactly (no host synchronisation, so it captures in a CUDA graph).
+                # Lightning's AMP plugin refuses to clip for the fused AdamW used on a GPU.
+                torch.nn.utils.clip_grad_norm_(params, clip_val)
 
         return TrainStep(
             self.model,

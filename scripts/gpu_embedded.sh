@@ -17,7 +17,8 @@ mkdir -p "$OUT"
 python3 -c "import hydra" 2>/dev/null || bash scripts/install_offline_bundle.sh bundle
 export PYTHONPATH=$PWD HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 export LORA_EXP_PYTHON=python3
-WEIGHTS="model.local_path=bundle/minilm-fp16 model.tokenizer=hub eval_batch_size=256"
+# RUN_OVERRIDES (env): more overrides for every run, e.g. trainer.step=eager.
+WEIGHTS="model.local_path=bundle/minilm-fp16 model.tokenizer=hub eval_batch_size=256 ${RUN_OVERRIDES:-}"
 END=$(( $(date +%s) + BUDGET_S ))
 export CUDA_MPS_PIPE_DIRECTORY=/tmp/mps-pipe CUDA_MPS_LOG_DIRECTORY=/tmp/mps-log
 mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"

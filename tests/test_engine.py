@@ -223,3 +223,32 @@ def test_token_collator_returns_what_transformers_data_collator_returns():
         assert ours[key].dtype == value.dtype, key
     floats = [{**row, "labels": float(row["labels"]) + 0.5} for row in rows]  # regression
     assert TokenCollator(0)(floats)["labels"].dtype == torch.float32
+
+
+def test_a_run_clips_gradients_with_the_fused_adamw_under_bf16_mixed(tmp_path, monkeypatch):
+    """A GPU run always gets the fused AdamW, and Lightning's AMP plugin refuses to clip for a
+    fused optimizer (it cannot unscale what the kernel unscales). bf16 has no loss scale, so
+    the module clips with torch instead: the run must finish, clipping every step at the
+    configured norm. Measured failure before the fix: all 20 collapse_clip runs on an H200."""
+    from lora_exp.engine import step as step_module
+    from lora_exp.run_cell import main
+    from tests.conftest import TINY_RUN, compose
+
+    def fused_adamw(params, lr, weight_decay, mode, device):  # what a CUDA device gets
+        return torch.optim.AdamW(list(params), lr=lr, weight_decay=weight_decay, fused=True)
+
+    norms = []
+    clip = torch.nn.utils.clip_grad_norm_
+
+    def recording_clip(params, max_norm, *args, **kwargs):
+        norms.append(max_norm)
+        return clip(params, max_norm, *args, **kwargs)
+
+    monkeypatch.setattr(step_module, "build_optimizer", fused_adamw)
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", recording_clip)
+    overrides = ["trainer.precision=bf16-mixed", "trainer.gradient_clip_val=1.0", "epochs=1"]
+    cfg = compose([*TINY_RUN, *overrides, f"records_root={tmp_path}", f"+run_dir={tmp_path}/r"])
+    record = main(cfg)
+    assert record["status"] == "success", record["error"]
+    assert norms and set(norms) == {1.0}
+    assert len(norms) == record["history"][-1]["step"]  # once per optimizer step
