@@ -7,6 +7,10 @@
 #   sweep@5,6,7,8,9 runs only these seeds of the sweep (more seeds for cells that already have
 #     some), seed by seed; their runs are numbered after those in its existing manifest.txt, and
 #     listed in manifest_seeds-5+6+7+8+9.txt.
+#   sweep@SEEDS:key=v1,v2:key2=v ... runs only the cells these overrides select (e.g.
+#     embedded_rank@3,4:rank=1,2:targets=[q,k,v,o]); listed in manifest_seeds-...+<filter>.txt.
+#   New runs are numbered after the highest run number in the sweep's runs/, so a filtered call
+#     and a later full one never give two cells the same number.
 #   a sweep named "choose_lr" runs scripts/choose_lr.py (the LR search must come before it).
 set -uo pipefail
 PARALLEL=$1
@@ -31,9 +35,14 @@ else
   echo "MPS: off (processes time-share the GPU)"
 fi
 for item in "$@"; do
-  sweep=${item%@*}
+  sweep=${item%%@*}
   SEEDS=""
-  [ "$item" != "$sweep" ] && SEEDS=${item#*@}
+  FILTER=()
+  if [ "$item" != "$sweep" ]; then
+    IFS=: read -r -a parts <<< "${item#*@}"
+    SEEDS=${parts[0]}
+    FILTER=("${parts[@]:1}")
+  fi
   if [ "$sweep" = choose_lr ]; then
     python3 scripts/choose_lr.py | tee results/choose_lr.txt
     continue
@@ -42,14 +51,17 @@ for item in "$@"; do
   [ "$LEFT" -gt 30 ] || { echo "no time left for $sweep"; break; }
   mkdir -p "results/$sweep"
   if [ -n "$SEEDS" ]; then
-    MANIFEST="results/$sweep/manifest_seeds-${SEEDS//,/+}.txt"
-    FIRST_NUMBER=$(( $(grep -c . "results/$sweep/manifest.txt") + 1 ))
+    LABEL="seeds-${SEEDS//,/+}"
+    for f in "${FILTER[@]}"; do LABEL="${LABEL}_$(echo "$f" | tr -c 'A-Za-z0-9=.\n' '+' | tr = -)"; done
+    MANIFEST="results/$sweep/manifest_$LABEL.txt"
+    LAST=$(ls "results/$sweep/runs" 2>/dev/null | sed -n 's/^\([0-9][0-9]*\)_.*/\1/p' | sort -n | tail -1)
+    FIRST_NUMBER=$(( 10#${LAST:-0} + 1 ))
     # Seed-major order: a call cut short by its time limit leaves every cell with its next
     # seeds, not some cells with all of them and the rest with none.
-    python3 slurm/make_manifest.py "sweep=$sweep" "seed=$SEEDS" \
+    python3 slurm/make_manifest.py "sweep=$sweep" "seed=$SEEDS" "${FILTER[@]}" \
       | awk '{ match($0, /seed=[0-9]+/); print substr($0, RSTART + 5, RLENGTH - 5) "\t" $0 }' \
       | sort -s -n -k1,1 | cut -f2- > "$MANIFEST"
-    STATUS="results/$sweep/status_seeds-${SEEDS//,/+}.txt"
+    STATUS="results/$sweep/status_$LABEL.txt"
   else
     MANIFEST="results/$sweep/manifest.txt"
     FIRST_NUMBER=1
