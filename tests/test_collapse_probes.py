@@ -8,7 +8,9 @@ from lora_exp.report import collapse_probes
 from lora_exp.report.collapse_md import write_collapse
 
 
-def write_run(results, sweep, name, acc, seed, rank=1, clip=None, lr=0.003, precision="auto"):
+def write_run(
+    results, sweep, name, acc, seed, rank=1, clip=None, lr=0.003, precision="auto", step=None
+):
     run = results / sweep / "runs" / name
     run.mkdir(parents=True)
     record = {
@@ -25,6 +27,8 @@ def write_run(results, sweep, name, acc, seed, rank=1, clip=None, lr=0.003, prec
             "method": {"name": "lora", "rank": rank, "alpha": 8, "targets": ["q", "k", "v", "o"]},
         },
     }
+    if step is not None:
+        record["step"] = {"mode": step}
     (run / "record.json").write_text(json.dumps(record))
 
 
@@ -37,7 +41,9 @@ def test_sections_say_not_run_yet_without_their_sweeps(tmp_path):
 def test_probe_rows_name_each_suspect_and_count_collapses(tmp_path):
     write_run(tmp_path, "collapse_probe", "a", 0.489, 2, precision="bf16-mixed")
     write_run(tmp_path, "collapse_probe", "b", 0.80, 2, precision="bf16-mixed", clip=1.0)
-    write_run(tmp_path, "collapse_probe", "c", 0.79, 2, precision="32-true", lr=0.001)
+    write_run(
+        tmp_path, "collapse_probe", "c", 0.79, 2, precision="32-true", lr=0.001, step="graphed"
+    )
     lines = collapse_probes.probe_lines(tmp_path)
     rows = [line for line in lines if line.startswith("| 1 |")]
     # ordered by rank, lr (largest first), precision, clipping
@@ -47,6 +53,8 @@ def test_probe_rows_name_each_suspect_and_count_collapses(tmp_path):
         ["0.001", "32-true", "none"],
     ]
     assert "**yes**" in rows[0] and "**yes**" not in rows[1] + rows[2]
+    # the step mode: a record without one predates the modes and ran eagerly
+    assert [row.split(" | ")[7] for row in rows] == ["eager", "eager", "graphed"]
     assert lines[-1] == "1 of 3 probe runs collapsed."
 
 

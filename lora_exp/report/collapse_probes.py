@@ -70,6 +70,12 @@ def commit_of(record: dict) -> str:
     return str(git.get("commit") or "-")[:7]
 
 
+def step_mode_of(record: dict) -> str:
+    """How the run executed its training step (engine/step.py); records from before the step
+    modes existed say nothing, and ran op by op: eager."""
+    return str((record.get("step") or {}).get("mode") or "eager")
+
+
 def probe_lines(results: Path) -> list[str]:
     """The seed-2 probe: one row per run, each suspect's setting and the run's outcome."""
     runs = successful_records(results / PROBE / "runs")
@@ -79,12 +85,13 @@ def probe_lines(results: Path) -> list[str]:
     lines += [
         "A probe run shares the collapsed runs' data order and head initialisation (both drawn "
         "on the CPU from the seed, whatever the device) but, on another device, not their "
-        "dropout masks (drawn by the device's own generator) nor their kernels' rounding. "
-        "code: the commit in the run's record.",
+        "dropout masks (drawn by the device's own generator) nor their kernels' rounding; a "
+        "`graphed` step (the whole step replayed as a CUDA graph) draws its masks from another "
+        "stream than an `eager` one on the same device. code: the commit in the run's record.",
         "",
-        "| r | α/r | lr | precision | clip | code | device | test acc (headroom) | collapsed | "
-        "val acc per epoch | rolling loss: low (step), blow-up step |",
-        "|---:|---:|---:|---|---|---|---|---|---|---|---|",
+        "| r | α/r | lr | precision | clip | code | device | step | test acc (headroom) | "
+        "collapsed | val acc per epoch | rolling loss: low (step), blow-up step |",
+        "|---:|---:|---:|---|---|---|---|---|---|---|---|---|",
     ]
     rows = []
     for run_dir, record in runs:
@@ -96,7 +103,8 @@ def probe_lines(results: Path) -> list[str]:
                 f"| {e['rank']} | {number_text(e['alpha_over_r'], 0)} | {e['lr']:g} | "
                 f"{precision_of(record)} | {'none' if clip is None else clip} | "
                 f"{commit_of(record)} | "
-                f"{(record.get('environment') or {}).get('device')} | {number_text(e['test_acc'])} "
+                f"{(record.get('environment') or {}).get('device')} | {step_mode_of(record)} | "
+                f"{number_text(e['test_acc'])} "
                 f"({e['headroom']:.0%}) | {'**yes**' if is_collapsed(record) else 'no'} | "
                 f"{', '.join(number_text(v) for v in e['val_acc'])} | "
                 + (
