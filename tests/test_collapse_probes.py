@@ -70,6 +70,10 @@ def test_clipping_is_compared_seed_by_seed_with_the_unclipped_sweep(tmp_path):
     r1 = next(line for line in lines if line.startswith("| 1 |"))
     # differences +1, +31.1, +1 points: median +1.0; no clip median of 80, 48.9, 79 is 79.0
     assert r1.startswith("| 1 | 0,1,2 | 1 of 3 (seed 1) | 0 of 3 | 79.0 / 80.0 | +1.0 [")
+    assert r1.endswith("| 48.9 / 80.0 |")  # the lowest run of each arm
+    assert lines[-1].startswith(
+        "Collapsed over both ranks: 1 of 3 runs without clipping, 0 of 3 with"
+    )
     assert any(line.startswith("| 2 | none in both arms") for line in lines)
 
 

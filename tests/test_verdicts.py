@@ -101,7 +101,7 @@ def test_setup_names_the_devices_of_the_compared_runs_from_their_records():
     """Each run counted once, whichever comparisons it enters, under its recorded device."""
     import pandas as pd
 
-    def run(rank, seed, device):
+    def run(rank, seed, device, step="eager"):
         return dict(
             method="lora",
             metric="acc",
@@ -111,6 +111,7 @@ def test_setup_names_the_devices_of_the_compared_runs_from_their_records():
             task="tweet_sentiment",
             seed=seed,
             device=device,
+            step=step,
             value=80.0,
         )
 
@@ -118,7 +119,7 @@ def test_setup_names_the_devices_of_the_compared_runs_from_their_records():
         [
             run(4, 0, "NVIDIA H200"),
             run(4, 1, "NVIDIA H100 80GB HBM3"),
-            run(64, 0, "NVIDIA H200"),
+            run(64, 0, "NVIDIA H200", "graphed"),
             run(1, 0, "cpu"),
         ]
     )
@@ -134,4 +135,7 @@ def test_setup_names_the_devices_of_the_compared_runs_from_their_records():
         ),
     )
     text = devices_text(claim, {("embedded_rank", "test"): long})
-    assert text == "NVIDIA H100 80GB HBM3 (1 run); NVIDIA H200 (2 runs); cpu (1 run)"
+    assert text == (
+        "NVIDIA H100 80GB HBM3, eager step (1 run); NVIDIA H200, eager step (1 run); "
+        "NVIDIA H200, graphed step (1 run); cpu, eager step (1 run)"
+    )

@@ -103,7 +103,8 @@ def runs_rows(claim: Claim, root: Path) -> tuple[list[Row], str]:
 
 
 def devices_text(claim: Claim, longs: dict) -> str:
-    """'NVIDIA H200 (60 runs)' or '...; NVIDIA H100 80GB HBM3 (50 runs)' over the compared cells."""
+    """'NVIDIA H200, eager step (60 runs)' or '...; NVIDIA H200, graphed step (34 runs)' over the
+    compared cells: the device and the step mode (engine/step.py) each run trained with."""
     runs: dict[tuple, str] = {}
     for cmp in claim.comparisons:
         long = longs[(cmp.a.artifact, "test")]
@@ -117,12 +118,16 @@ def devices_text(claim: Claim, longs: dict) -> str:
 
 
 def cell_devices(long: pd.DataFrame, cell: Cell) -> dict:
-    """{(task, targets, rank, method, seed): device} of the runs a cell's scores come from."""
+    """{(task, targets, rank, method, seed): 'device, mode step'} of the runs a cell's scores
+    come from (a frame without a step column predates the modes: eager)."""
     rows = cell_rows(long, cell)
     rows = rows[rows["task"].isin(AVG_TASKS if cell.task == AVG else (cell.task,))]
+    steps = rows["step"] if "step" in rows else pd.Series("eager", index=rows.index)
     return {
-        (r.task, r.targets, r.rank, r.method, int(r.seed)): r.device
-        for r in rows.itertuples(index=False)
+        (r.task, r.targets, r.rank, r.method, int(r.seed)): (
+            f"{r.device if isinstance(r.device, str) else 'unknown'}, {step} step"
+        )
+        for r, step in zip(rows.itertuples(index=False), steps, strict=True)
     }
 
 

@@ -110,6 +110,8 @@ def record_row(record: dict, score: str = "test") -> dict:
         or record.get("primary_metric"),
         "trainable": (record.get("params") or {}).get("params/trainable"),
         "device": (record.get("environment") or {}).get("device"),
+        # how the training step ran (engine/step.py); records from before the modes ran eagerly
+        "step": (record.get("step") or {}).get("mode") or "eager",
         "config_hash": record.get("config_hash") or config_hash(config),
         "setting": setting_of(config),
         "finished_at": record.get("finished_at") or "",
@@ -286,7 +288,7 @@ def mixed_settings(kept: pd.DataFrame) -> list[str]:
 def long_scores(frame: pd.DataFrame) -> pd.DataFrame:
     """Melt metric columns into (keys, seed, metric, value), values scaled as the paper prints."""
     metric_cols = sorted(c for c in frame.columns if c.startswith("metric:"))
-    ident = [*KEYS, "seed", "table_metric", "trainable", "device", "collapsed"]
+    ident = [*KEYS, "seed", "table_metric", "trainable", "device", "step", "collapsed"]
     long = frame[ident + metric_cols].melt(id_vars=ident, var_name="metric", value_name="value")
     long["metric"] = long["metric"].str.removeprefix("metric:")
     long = long.dropna(subset=["value"])
