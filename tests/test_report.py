@@ -154,11 +154,29 @@ def test_select_drops_failed_stale_and_repeated_runs():
 
 def test_runs_of_one_cell_with_other_settings_are_flagged():
     records = [make_record(seed=s, acc=0.5) for s in range(2)]
+    records[0]["config"]["lr"] = 3e-3
     records[1]["config"]["lr"] = 1e-3  # another learning rate in the same cell
     records[1]["config"]["logger"] = {"name": "wandb"}  # where it logged does not matter
     _, notes = select(records_frame(records), {"tweet_sentiment": 1})
     assert notes == [
         "warning: the runs of minilm/lora/8/q,v/tweet_sentiment differ in lr (not only the seed)"
+    ]
+
+
+def test_entries_only_newer_records_carry_are_named_apart_from_real_differences():
+    records = [make_record(seed=s, acc=0.5) for s in range(3)]
+    for newer in records[1:]:  # two runs made after the option existed, one before
+        newer["config"]["trainer"] = {"step": "eager"}
+    _, notes = select(records_frame(records), {"tweet_sentiment": 1})
+    assert notes == [
+        "note: the runs of minilm/lora/8/q,v/tweet_sentiment 1 of 3 predate the entries "
+        "trainer.step"
+    ]
+    records[2]["config"]["trainer"] = {"step": "graphed"}  # and now two values of it
+    _, notes = select(records_frame(records), {"tweet_sentiment": 1})
+    assert notes == [
+        "warning: the runs of minilm/lora/8/q,v/tweet_sentiment differ in trainer.step "
+        "(not only the seed)"
     ]
 
 

@@ -270,18 +270,33 @@ def select(frame: pd.DataFrame, versions: dict[str, int]) -> tuple[pd.DataFrame,
     return deduped, sorted(notes + mixed_settings(deduped))
 
 
+def _names(names: list[str]) -> str:
+    return ", ".join(names[:5]) + (" ..." if len(names) > 5 else "")
+
+
 def mixed_settings(kept: pd.DataFrame) -> list[str]:
-    """A note for every cell whose runs differ in more than the seed (names the entries)."""
+    """A note for every cell whose runs differ in more than the seed (names the entries).
+
+    Two kinds of difference are named apart: an entry whose recorded values differ (a real
+    difference in how the runs were made), and an entry that only newer records carry (the
+    older runs predate the option; what their code did is the option's behaviour at the time).
+    """
     notes = []
     for key, rows in kept.groupby(KEYS, dropna=False, sort=True):
         if rows["setting_id"].nunique() < 2:
             continue
         settings = list(rows["setting"])
         names = sorted(set().union(*settings))
-        differ = [n for n in names if len({s.get(n) for s in settings}) > 1]
+        differ = [n for n in names if len({repr(s[n]) for s in settings if n in s}) > 1]
+        newer = [n for n in names if n not in differ and any(n not in s for s in settings)]
         cell = "/".join(str(v) for v in key if not (pd.isna(v) or v == ""))
-        shown = ", ".join(differ[:5]) + (" ..." if len(differ) > 5 else "")
-        notes.append(f"warning: the runs of {cell} differ in {shown} (not only the seed)")
+        parts = []
+        if differ:
+            parts.append(f"differ in {_names(differ)} (not only the seed)")
+        if newer:
+            older = sum(any(n not in s for n in newer) for s in settings)
+            parts.append(f"{older} of {len(settings)} predate the entries {_names(newer)}")
+        notes.append(f"{'warning' if differ else 'note'}: the runs of {cell} {'; '.join(parts)}")
     return notes
 
 
