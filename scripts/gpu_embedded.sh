@@ -5,8 +5,7 @@
 # and pack the records (and the LoRA checkpoints Section 7 needs) into $OUT.
 # Usage: OUT=dir bash scripts/gpu_embedded.sh PARALLEL SECONDS sweep[@SEEDS] [sweep[@SEEDS] ...]
 #   sweep@5,6,7,8,9 runs only these seeds of the sweep (more seeds for cells that already have
-#     some), seed by seed; their runs are numbered after those in its existing manifest.txt, and
-#     listed in manifest_seeds-5+6+7+8+9.txt.
+#     some), seed by seed, listed in manifest_seeds-5+6+7+8+9.txt.
 #   sweep@SEEDS:key=v1,v2:key2=v ... runs only the cells these overrides select (e.g.
 #     embedded_rank@3,4:rank=1,2:targets=[q,k,v,o]); listed in manifest_seeds-...+<filter>.txt.
 #   New runs are numbered after the highest run number in the sweep's runs/, so a filtered call
@@ -24,9 +23,8 @@ export LORA_EXP_PYTHON=python3
 # RUN_OVERRIDES (env): more overrides for every run; unset, the eager step. Measured on an H200
 # (2026-12-07): the captured (graphed) step under MPS with 15 processes lost 45 of 91 runs to
 # "illegal memory access", always whole waves at once (a fault in one MPS client can end all the
-# clients running beside it),
-# while 108 of 108 eager runs under MPS finished; eager is also the step the committed seeds 0-2
-# ran with. RUN_OVERRIDES= (set but empty) runs the default step.
+# clients beside it), while 108 of 108 eager runs under MPS with 20 processes finished; eager is
+# also the step the committed seeds 0-2 ran with. RUN_OVERRIDES= (set, empty) runs the default.
 RUN_OVERRIDES=${RUN_OVERRIDES-trainer.step=eager}
 WEIGHTS="model.local_path=bundle/minilm-fp16 model.tokenizer=hub eval_batch_size=256 $RUN_OVERRIDES"
 END=$(( $(date +%s) + BUDGET_S ))
