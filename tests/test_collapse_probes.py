@@ -9,9 +9,10 @@ from lora_exp.report.collapse_md import write_collapse
 
 
 def write_run(
-    results, sweep, name, acc, seed, rank=1, clip=None, lr=0.003, precision="auto", step=None
-):
-    run = results / sweep / "runs" / name
+    results, sweep, name, acc, seed, rank=1, clip=None, lr=0.003, precision="auto", step=None,
+    folder="runs",
+):  # fmt: skip
+    run = results / sweep / folder / name
     run.mkdir(parents=True)
     record = {
         "status": "success",
@@ -62,8 +63,10 @@ def test_clipping_is_compared_seed_by_seed_with_the_unclipped_sweep(tmp_path):
     plain = {0: 0.80, 1: 0.489, 2: 0.79, 3: 0.81}  # seed 1 collapsed without clipping
     clipped = {0: 0.81, 1: 0.80, 2: 0.80}  # seed 3 has no clipped run: left out of both arms
     for seed, acc in plain.items():
-        write_run(tmp_path, "embedded_rank", f"r1_s{seed}", acc, seed)
-    write_run(tmp_path, "embedded_rank", "r2_s0", 0.80, 0, rank=2)  # r=2: no clipped runs
+        write_run(tmp_path, "embedded_rank", f"r1_s{seed}", acc, seed, folder="runs_unclipped")
+    # r=2: no clipped runs; the study's clipped runs/ are not the unclipped arm
+    write_run(tmp_path, "embedded_rank", "r2_s0", 0.80, 0, rank=2, folder="runs_unclipped")
+    write_run(tmp_path, "embedded_rank", "r1_s3_clipped", 0.70, 3, clip=1.0)
     for seed, acc in clipped.items():
         write_run(tmp_path, "collapse_clip", f"r1_clip_s{seed}", acc, seed, clip=1.0)
     lines = collapse_probes.clip_lines(tmp_path)

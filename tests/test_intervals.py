@@ -106,3 +106,38 @@ def test_collapse_evidence_finds_the_blowup_in_the_step_log(tmp_path):
     md = collapse.collapse_markdown(runs)
     assert "`r1`" in md and "0.003, 12" in md
     assert "No run collapsed." in collapse.collapse_markdown([])
+
+
+def test_collapse_rates_count_each_study_and_its_unclipped_runs_apart(tmp_path):
+    results = tmp_path / "results"
+
+    def write(folder, name, acc, seed, reused_from=None):
+        run = results / "embedded_rank" / folder / name
+        run.mkdir(parents=True)
+        record = {**fake(acc), "seed": seed, "config_hash": "h", "started_at": f"t{seed}"}
+        record["config"]["method"].update(targets=["q", "k", "v", "o"])
+        if reused_from:
+            record["reused_from"] = reused_from
+        (run / "record.json").write_text(json.dumps(record))
+
+    for seed, acc in enumerate([0.80, 0.489, 0.79]):  # seed 1 collapsed without clipping
+        write("runs_unclipped", f"s{seed}", acc, seed)
+    for seed, acc in enumerate([0.80, 0.81, 0.79]):
+        write("runs", f"s{seed}", acc, seed)
+    write("runs", "s2_copy", 0.79, 2, reused_from="elsewhere")  # the same run again: once
+    rates = collapse.collapse_rates(results, ["embedded_rank"])
+    assert [(r["study"], r["runs"], r["collapsed"]) for r in rates] == [
+        ("embedded_rank", 3, 0),
+        ("embedded_rank/runs_unclipped", 3, 1),
+    ]
+    md = collapse.collapse_markdown(collapse.collapsed_runs(results, ["embedded_rank"]), rates)
+    cells = "lora q,k,v,o r=2, tweet_sentiment (1 of 3)"
+    assert f"| embedded_rank/runs_unclipped | 3 | 1 | {cells} |" in md
+    assert "| embedded_rank | 3 | 0 | - |" in md
+
+
+def test_the_unclipped_note_appears_only_with_unclipped_runs():
+    rows = [{"study": "embedded_rank", "runs": 3, "collapsed": 0, "cells": {}}]
+    assert "runs_unclipped" not in "\n".join(collapse.rates_markdown(rows))
+    rows.append({**rows[0], "study": "embedded_rank/runs_unclipped"})
+    assert "`<study>/runs_unclipped`" in "\n".join(collapse.rates_markdown(rows))

@@ -131,7 +131,10 @@ def tiny_bert_config(rank: int, weights: str = "random", local_path=None) -> dic
     }
 
 
-def make_run(path, rank: int, seed: int, config: dict | None = None, lora: bool = True):
+def make_run(
+    path, rank: int, seed: int, config: dict | None = None, lora: bool = True,
+    task: str = "tweet_sentiment",
+):  # fmt: skip
     """A run directory: record.json and a Lightning-style checkpoint of A, B and the head."""
     gen = torch.Generator().manual_seed(seed)
     state = {"model.classifier.weight": torch.zeros(2, 16)}
@@ -146,6 +149,7 @@ def make_run(path, rank: int, seed: int, config: dict | None = None, lora: bool 
     record = {
         "config": config or tiny_bert_config(rank),
         "seed": seed,
+        "task": {"name": task},
         "environment": {"device": "cpu (test)"},
     }
     (path / "record.json").write_text(json.dumps(record))
@@ -248,6 +252,8 @@ def test_section7_study_summarises_pairs_and_table7(tmp_path):
         config = tiny_bert_config(rank, weights="hub", local_path=str(tmp_path / "pretrained"))
         make_run(runs / f"r{rank}_s{seed}", rank, seed=seed, config=config)
     make_run(runs / "no_ckpt", 8, seed=2, lora=False)  # no lora_A: not a LoRA [q,v] source
+    # embedded_methods' LoRA also ran bbc_news: another task, not a source of the rank study
+    make_run(runs / "bbc", 8, seed=3, config=config, task="bbc_news")
     (runs / "no_ckpt" / "checkpoints" / "best.ckpt").unlink()
     written = section7_study.report_study(
         runs, tmp_path / "out", small=2, large=8, amplification_ranks=(2, 8)

@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import ROOT, compose
 
-COMMITTED_RUN = ROOT / "results/embedded_rank/runs/022_rank-4_targets-_q+v_seed-0"
+COMMITTED_RUN = ROOT / "results/section7/runs/rank-8_targets-_q+v_seed-0_cpu"
 
 
 def test_problems_are_siblings_each_built_by_the_shared_constructor():

@@ -101,7 +101,7 @@ def test_setup_names_the_devices_of_the_compared_runs_from_their_records():
     """Each run counted once, whichever comparisons it enters, under its recorded device."""
     import pandas as pd
 
-    def run(rank, seed, device, step="eager"):
+    def run(rank, seed, device, step="eager", clip=1.0):
         return dict(
             method="lora",
             metric="acc",
@@ -112,6 +112,7 @@ def test_setup_names_the_devices_of_the_compared_runs_from_their_records():
             seed=seed,
             device=device,
             step=step,
+            clip=clip,
             value=80.0,
         )
 
@@ -120,7 +121,7 @@ def test_setup_names_the_devices_of_the_compared_runs_from_their_records():
             run(4, 0, "NVIDIA H200"),
             run(4, 1, "NVIDIA H100 80GB HBM3"),
             run(64, 0, "NVIDIA H200", "graphed"),
-            run(1, 0, "cpu"),
+            run(1, 0, "cpu", clip=None),
         ]
     )
     cell = lambda r: Cell("embedded_rank", "lora", "tweet_sentiment", r, "q,v")  # noqa: E731
@@ -135,7 +136,9 @@ def test_setup_names_the_devices_of_the_compared_runs_from_their_records():
         ),
     )
     text = devices_text(claim, {("embedded_rank", "test"): long})
+    clipped = "gradient norm clipped at 1"
     assert text == (
-        "NVIDIA H100 80GB HBM3, eager step (1 run); NVIDIA H200, eager step (1 run); "
-        "NVIDIA H200, graphed step (1 run); cpu, eager step (1 run)"
+        f"NVIDIA H100 80GB HBM3, eager step, {clipped} (1 run); NVIDIA H200, eager step, "
+        f"{clipped} (1 run); NVIDIA H200, graphed step, {clipped} (1 run); cpu, eager step, "
+        "no clipping (1 run)"
     )

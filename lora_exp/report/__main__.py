@@ -209,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
                 written = report_study(
                     [
                         root / "results" / "embedded_rank" / "runs",
+                        root / "results" / "embedded_methods" / "runs",
                         root / "results" / "section7" / "runs",
                     ],
                     args.out or root / "results" / "section7",

@@ -103,8 +103,9 @@ def runs_rows(claim: Claim, root: Path) -> tuple[list[Row], str]:
 
 
 def devices_text(claim: Claim, longs: dict) -> str:
-    """'NVIDIA H200, eager step (60 runs)' or '...; NVIDIA H200, graphed step (34 runs)' over the
-    compared cells: the device and the step mode (engine/step.py) each run trained with."""
+    """'NVIDIA H200, eager step, gradient norm clipped at 1 (60 runs)' or '...; ...' over the
+    compared cells: the device, the step mode (engine/step.py) and the gradient clipping each
+    run trained with."""
     runs: dict[tuple, str] = {}
     for cmp in claim.comparisons:
         long = longs[(cmp.a.artifact, "test")]
@@ -118,16 +119,18 @@ def devices_text(claim: Claim, longs: dict) -> str:
 
 
 def cell_devices(long: pd.DataFrame, cell: Cell) -> dict:
-    """{(task, targets, rank, method, seed): 'device, mode step'} of the runs a cell's scores
-    come from (a frame without a step column predates the modes: eager)."""
+    """{(task, targets, rank, method, seed): 'device, mode step, clipping'} of the runs a cell's
+    scores come from (a frame without a step column predates the modes: eager)."""
     rows = cell_rows(long, cell)
     rows = rows[rows["task"].isin(AVG_TASKS if cell.task == AVG else (cell.task,))]
     steps = rows["step"] if "step" in rows else pd.Series("eager", index=rows.index)
+    clips = rows["clip"] if "clip" in rows else pd.Series(None, index=rows.index, dtype=object)
     return {
         (r.task, r.targets, r.rank, r.method, int(r.seed)): (
-            f"{r.device if isinstance(r.device, str) else 'unknown'}, {step} step"
+            f"{r.device if isinstance(r.device, str) else 'unknown'}, {step} step, "
+            + (f"gradient norm clipped at {clip:g}" if pd.notna(clip) and clip else "no clipping")
         )
-        for r, step in zip(rows.itertuples(index=False), steps, strict=True)
+        for r, step, clip in zip(rows.itertuples(index=False), steps, clips, strict=True)
     }
 
 

@@ -118,23 +118,87 @@ def evidence(record: dict, run_dir: Path) -> dict:
     }
 
 
+RUN_FOLDERS = ("runs", "runs_unclipped")  # a study's runs; its earlier runs without clipping
+
+
+def study_records(results: Path, artifacts) -> list[tuple[str, Path, dict]]:
+    """(study, run dir, record) of every successful run each trained once, over the artifacts'
+    run folders; study = the artifact, or `<artifact>/runs_unclipped` for the runs an embedded
+    study kept from before it clipped the gradient (a `reused_from` copy is dropped when the run
+    it copies is in the same study)."""
+    out = []
+    for artifact in artifacts:
+        for folder in RUN_FOLDERS:
+            study = artifact if folder == "runs" else f"{artifact}/{folder}"
+            paths = sorted(Path(results).glob(f"{artifact}/{folder}/*/record.json"))
+            records = [(p.parent, json.loads(p.read_text())) for p in paths]
+            records.sort(key=lambda dr: bool(dr[1].get("reused_from")))  # stable: originals first
+            seen = set()
+            for run_dir, record in records:
+                key = (record.get("config_hash"), record.get("seed"), record.get("started_at"))
+                if record.get("status") != "success" or key in seen:
+                    continue
+                seen.add(key)
+                out.append((study, run_dir, record))
+    return out
+
+
 def collapsed_runs(results: Path, artifacts) -> list[tuple[str, dict]]:
-    """(artifact, evidence) of every collapsed successful run under results/<artifact>/runs for
-    the given artifacts, each trained run once (a `reused_from` copy is listed under the run it
-    copies)."""
-    out, seen = [], set()
-    paths = sorted(p for a in artifacts for p in Path(results).glob(f"{a}/runs/*/record.json"))
-    records = [(p, json.loads(p.read_text())) for p in paths]
-    records.sort(key=lambda pr: bool(pr[1].get("reused_from")))  # stable: originals first
-    for path, record in records:
-        if record.get("status") != "success" or not is_collapsed(record):
-            continue
-        key = (record.get("config_hash"), record.get("seed"), record.get("started_at"))
-        if key in seen:
-            continue
-        seen.add(key)
-        out.append((path.parent.parent.parent.name, evidence(record, path.parent)))
+    """(study, evidence) of every collapsed run of `study_records`; a run copied into a second
+    study (`reused_from`) is listed under each study that counts it, once per study."""
+    out = [
+        (study, evidence(record, run_dir))
+        for study, run_dir, record in study_records(results, artifacts)
+        if is_collapsed(record)
+    ]
     return sorted(out, key=lambda ae: (ae[0], ae[1]["run"]))
+
+
+def cell_label(record: dict) -> str:
+    config = record.get("config") or {}
+    method = config.get("method") or {}
+    task = (record.get("task") or {}).get("name")
+    if method.get("name") == "lora":
+        return f"lora {','.join(method.get('targets') or [])} r={method.get('rank')}, {task}"
+    return f"{method.get('name')}, {task}"
+
+
+def collapse_rates(results: Path, artifacts) -> list[dict]:
+    """Per study: judged runs, collapsed runs, and the cells with a collapse ('k of n')."""
+    studies: dict[str, dict] = {}
+    for study, _, record in study_records(results, artifacts):
+        if headroom_reached(record) is None:
+            continue
+        row = studies.setdefault(study, {"study": study, "runs": 0, "collapsed": 0, "cells": {}})
+        cell = row["cells"].setdefault(cell_label(record), [0, 0])
+        hit = is_collapsed(record)
+        row["runs"] += 1
+        row["collapsed"] += hit
+        cell[0] += hit
+        cell[1] += 1
+    return [studies[k] for k in sorted(studies)]
+
+
+def rates_markdown(rates: list[dict]) -> list[str]:
+    if not rates:
+        return []
+    lines = [
+        "| study | runs judged | collapsed | cells with a collapse (collapsed of runs) |",
+        "|---|---:|---:|---|",
+    ]
+    for row in rates:
+        cells = "; ".join(
+            f"{label} ({hit} of {n})" for label, (hit, n) in sorted(row["cells"].items()) if hit
+        )
+        lines.append(f"| {row['study']} | {row['runs']} | {row['collapsed']} | {cells or '-'} |")
+    if any(row["study"].endswith("/runs_unclipped") for row in rates):
+        lines += [
+            "",
+            "`<study>/runs_unclipped`: the embedded studies' runs from before every embedded cell "
+            "clipped the gradient's norm at 1.0 (the sweep files), kept as the evidence for that "
+            "change.",
+        ]
+    return [*lines, ""]
 
 
 def number_text(value, places: int = 1) -> str:
@@ -146,7 +210,7 @@ def number_text(value, places: int = 1) -> str:
     )
 
 
-def collapse_markdown(runs: list[tuple[str, dict]]) -> str:
+def collapse_markdown(runs: list[tuple[str, dict]], rates: list[dict] | None = None) -> str:
     lines = [
         GENERATED,
         "### Collapsed runs",
@@ -157,11 +221,12 @@ def collapse_markdown(runs: list[tuple[str, dict]]) -> str:
         "(`task.majority_test_acc`); definition and evidence: `lora_exp/report/collapse.py`. "
         "Collapsed runs stay in every median and interval; the tables count them per cell.",
         "",
+        *rates_markdown(rates or []),
     ]
     if not runs:
         return "\n".join([*lines, "No run collapsed."]) + "\n"
     lines += [
-        "| artifact | run | cell | seed | test acc / majority (headroom) | val acc per epoch "
+        "| study | run | cell | seed | test acc / majority (headroom) | val acc per epoch "
         "| left majority | train loss per epoch "
         "| rolling loss: start, low (step), blow-up step, end "
         "| lr, peak at step | α, r, α/r |",
@@ -194,6 +259,6 @@ def collapse_markdown(runs: list[tuple[str, dict]]) -> str:
         "- left majority: some epoch's validation accuracy was more than "
         f"{LEFT_POINTS:g} points above the majority level",
         "- lr peak: the step where the linear warmup (warmup_ratio × the run's steps) ends",
-        "- a run copied into another sweep (`reused_from`) is listed once, under its own sweep",
+        "- a run copied into another study (`reused_from`) is listed under each study it counts in",
     ]
     return "\n".join(lines) + "\n"

@@ -11,15 +11,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from lora_exp.records import write_text_atomic
-from lora_exp.report.collapse import collapse_markdown, collapsed_runs
+from lora_exp.report.collapse import collapse_markdown, collapse_rates, collapsed_runs
 from lora_exp.report.collapse_probes import probes_markdown
 
 
 def write_collapse(results: Path, artifacts) -> list[Path]:
-    """results/collapse.md from results/<artifact>/runs of `artifacts` (the report's tables) and
+    """results/collapse.md from results/<artifact>/runs (and runs_unclipped) of `artifacts` (the
+    report's tables) and
     the probe sweeps' runs; returns the path written."""
     path = Path(results) / "collapse.md"
-    text = collapse_markdown(collapsed_runs(results, artifacts))
+    text = collapse_markdown(collapsed_runs(results, artifacts), collapse_rates(results, artifacts))
     text += "\n".join(probes_markdown(Path(results))) + "\n"
     write_text_atomic(path, text, keep_if_same=True)
     return [path]

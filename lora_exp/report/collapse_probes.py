@@ -11,9 +11,10 @@ clipping):
   gradient clipping {none, global norm 1.0}. One row per run.
 * `collapse_clip` (conf/sweep/collapse_clip.yaml): the q,k,v,o r=1 and r=2 cells over every seed
   with the gradient clipped to norm 1.0 (Hugging Face Trainer's default max_grad_norm, kept by
-  the official LoRA NLU scripts), against the same cells of `embedded_rank` (no clipping) seed by
-  seed: collapsed runs per arm, and the paired difference of test accuracy (clipped − not) with
-  its bootstrap interval (intervals.py).
+  the official LoRA NLU scripts), against the same cells of `embedded_rank` without clipping
+  (its runs_unclipped/ once the study is rerun with clipping, else its runs/), seed by seed:
+  collapsed runs per arm, and the paired difference of test accuracy (clipped − not) with its
+  bootstrap interval (intervals.py).
 
 A sweep that has not run yet gives one line saying so, so the report never fails for lack of it.
 """
@@ -29,7 +30,9 @@ from lora_exp.report.intervals import RESAMPLES, difference
 
 PROBE = "collapse_probe"
 CLIP = "collapse_clip"
-BASELINE = "embedded_rank"  # the unclipped cells collapse_clip is compared with
+BASELINE = "embedded_rank"  # the unclipped cells collapse_clip is compared with: its runs
+# without clipping, in runs_unclipped/ once the study is rerun with clipping, else still in runs/
+BASELINE_RUNS = ("runs_unclipped", "runs")
 TARGETS = ["k", "o", "q", "v"]  # sorted: the q,k,v,o cells
 CLIP_NORM = 1.0
 
@@ -146,10 +149,11 @@ def collapsed_text(records: dict[int, dict], seeds: list[int]) -> str:
 def clip_lines(results: Path) -> list[str]:
     """Clipped against not, seed by seed, on the q,k,v,o r=1 and r=2 cells."""
     clipped_runs = successful_records(results / CLIP / "runs")
-    lines = ["", f"#### Clipping across seeds (`{CLIP}` against `{BASELINE}`)", ""]
+    lines = ["", f"#### Clipping across seeds (`{CLIP}` against `{BASELINE}`, unclipped)", ""]
     if not clipped_runs:
         return [*lines, f"Not run yet: `python run.py -m sweep={CLIP}`."]
-    baseline_runs = successful_records(results / BASELINE / "runs")
+    # by_seed keeps only the unclipped records of these folders
+    baseline_runs = [r for f in BASELINE_RUNS for r in successful_records(results / BASELINE / f)]
     lines += [
         f"LoRA q,k,v,o on tweet_sentiment, everything but clipping as in `{BASELINE}`. "
         "Difference: test accuracy clipped − not clipped, paired by seed (seeds both arms have), "

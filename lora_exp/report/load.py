@@ -112,6 +112,8 @@ def record_row(record: dict, score: str = "test") -> dict:
         "device": (record.get("environment") or {}).get("device"),
         # how the training step ran (engine/step.py); records from before the modes ran eagerly
         "step": (record.get("step") or {}).get("mode") or "eager",
+        # the gradient's global-norm clip (None: not clipped), named in the claims' setup
+        "clip": (config.get("trainer") or {}).get("gradient_clip_val"),
         "config_hash": record.get("config_hash") or config_hash(config),
         "setting": setting_of(config),
         "finished_at": record.get("finished_at") or "",

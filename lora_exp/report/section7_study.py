@@ -3,10 +3,12 @@
     python -m lora_exp.report section7              # -> results/section7 (sources below)
     python -m lora_exp.report section7 --layers 3   # the layer of the heatmaps
 
-Sources: every LoRA [q,v] run that kept `checkpoints/best.ckpt` (A and B only), in
-results/embedded_rank/runs (GPU, bf16) and results/section7/runs (rank 8, seed 0, retrained on the
-CPU: the embedded_rank rank-8 seed 0-2 cells are copies of embedded_methods runs whose checkpoints
-stayed on the GPU machine); the first folder holding a (rank, seed) wins. As the paper: Fig. 3
+Sources: every LoRA [q,v] run on tweet_sentiment that kept `checkpoints/best.ckpt` (A and B
+only), in results/embedded_rank/runs (GPU, bf16: ranks 4 and 64), results/embedded_methods/runs
+(rank 8: the embedded_rank rank-8 [q,v] cell is the same configuration, trained once there) and
+results/section7/runs (rank 8, seed 0, retrained on the CPU without gradient clipping, from
+before the embedded studies clipped; used only where no other folder has rank 8 seed 0); the
+first folder holding a (rank, seed) wins. As the paper: Fig. 3
 compares r = 8 with r = 64, Fig. 4 two seeds at r = 64, Table 7 r = 4 and r = 64. Every seed
 present is used; the pairs, and why seed pairs do not overlap: section7_pairs.py. Written into
 results/section7/:
@@ -42,6 +44,7 @@ from lora_exp.report.plots import add_caption, save
 SMALL, LARGE = 8, 64  # Fig. 3
 AMPLIFICATION_RANKS = (4, 64)  # Table 7
 TARGETS = ["q", "v"]
+TASK = "tweet_sentiment"  # embedded_methods' LoRA also ran bbc_news: not the rank study's task
 PAIRS_CSV = section7_pairs.PAIRS_CSV
 PAPER_TABLE7 = {  # GPT-3 175B, layer 48, ΔW_q (Table 7 and Appendix H.4)
     4: {"norm_w": 61.95, "norm_delta": 6.91, "proj_delta": 0.32, "proj_w": 21.67, "random": 0.02},
@@ -61,7 +64,12 @@ def find_runs(runs_dirs) -> dict[tuple[int, int], Path]:
             continue
         record = json.loads(path.read_text())
         method = (record.get("config") or {}).get("method") or {}
-        if method.get("name") == "lora" and sorted(method.get("targets") or []) == TARGETS:
+        task = (record.get("task") or {}).get("name")
+        if (
+            method.get("name") == "lora"
+            and sorted(method.get("targets") or []) == TARGETS
+            and task == TASK
+        ):
             found.setdefault((int(method["rank"]), int(record["seed"])), path.parent)
     return found
 
