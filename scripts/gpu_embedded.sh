@@ -79,8 +79,8 @@ for item in "$@"; do
     LAST=$(ls "results/$sweep/runs" 2>/dev/null | sed -n 's/^\([0-9][0-9]*\)_.*/\1/p' | sort -n | tail -1)
     NEXT_NUMBER[$sweep]=$(( 10#${LAST:-0} + 1 ))
   fi
-  # Runs that already succeeded in the sweep's runs/ (an earlier call's) are left out here rather
-  # than skipped by run.py, which would cost each a process start and its imports.
+  # Runs that already succeeded in the sweep's runs/ (an earlier call's) are left out here, so
+  # the pool's count, order and status lines are about the runs still to do.
   PENDING=0
   while IFS= read -r line; do
     [ -n "$line" ] || continue

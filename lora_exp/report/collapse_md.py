@@ -17,8 +17,7 @@ from lora_exp.report.collapse_probes import probes_markdown
 
 def write_collapse(results: Path, artifacts) -> list[Path]:
     """results/collapse.md from results/<artifact>/runs (and runs_unclipped) of `artifacts` (the
-    report's tables) and
-    the probe sweeps' runs; returns the path written."""
+    report's tables) and the probe sweeps' runs; returns the path written."""
     path = Path(results) / "collapse.md"
     text = collapse_markdown(collapsed_runs(results, artifacts), collapse_rates(results, artifacts))
     text += "\n".join(probes_markdown(Path(results))) + "\n"
