@@ -75,6 +75,9 @@ def test_run_done_finds_a_successful_run_under_any_number(tmp_path):
     run = tmp_path / "runs" / "012_rank-1_seed-0"
     run.mkdir(parents=True)
     (run / "record.json").write_text('{"status": "success"}')
+    other = tmp_path / "runs" / "014_lr-0.001_rank-4_seed-0"  # another cell ending alike
+    other.mkdir(parents=True)
+    (other / "record.json").write_text('{"status": "success"}')
     failed = tmp_path / "runs" / "013_rank-2_seed-0"
     failed.mkdir()
     (failed / "record.json").write_text('{"status": "failed"}')
@@ -85,3 +88,4 @@ def test_run_done_finds_a_successful_run_under_any_number(tmp_path):
 
     assert done("rank=1 seed=0")
     assert not done("rank=2 seed=0") and not done("rank=1 seed=1")
+    assert done("lr=0.001 rank=4 seed=0") and not done("rank=4 seed=0")
