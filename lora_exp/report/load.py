@@ -305,7 +305,8 @@ def mixed_settings(kept: pd.DataFrame) -> list[str]:
 def long_scores(frame: pd.DataFrame) -> pd.DataFrame:
     """Melt metric columns into (keys, seed, metric, value), values scaled as the paper prints."""
     metric_cols = sorted(c for c in frame.columns if c.startswith("metric:"))
-    ident = [*KEYS, "seed", "table_metric", "trainable", "device", "step", "collapsed"]
+    # device, step and clip name how each run trained in the claims' setup (claims.py)
+    ident = [*KEYS, "seed", "table_metric", "trainable", "device", "step", "clip", "collapsed"]
     long = frame[ident + metric_cols].melt(id_vars=ident, var_name="metric", value_name="value")
     long["metric"] = long["metric"].str.removeprefix("metric:")
     long = long.dropna(subset=["value"])
