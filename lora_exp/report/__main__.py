@@ -210,7 +210,6 @@ def main(argv: list[str] | None = None) -> int:
                     [
                         root / "results" / "embedded_rank" / "runs",
                         root / "results" / "embedded_methods" / "runs",
-                        root / "results" / "section7" / "runs",
                     ],
                     args.out or root / "results" / "section7",
                     (args.layers or [None])[0],

@@ -148,8 +148,8 @@ CLAIMS = (
         "top direction, Fig. 3); ΔW amplifies directions of W that W does not emphasise, by "
         "~21.5 at r=4 and ~1.9 at r=64 (Table 7)",
         "MiniLM LoRA q,v, tweet_sentiment; the r=4, r=8 and r=64 checkpoints of every seed "
-        "present (GPU runs, bf16; devices in the table), except r=8 seed 0, retrained on the "
-        "CPU (fp32); φ r=8 vs r=64: one pair per seed with both ranks; φ seed vs seed at r=64: "
+        "present (GPU runs, bf16, gradient norm clipped at 1; devices in the table); φ r=8 vs "
+        "r=64: one pair per seed with both ranks; φ seed vs seed at r=64: "
         "disjoint seed pairs (0,1), (2,3), ...; W = pretrained MiniLM q/v",
         (
             ("table", "section7/table.md"),

@@ -4,13 +4,14 @@
     python -m lora_exp.report section7 --layers 3   # the layer of the heatmaps
 
 Sources: every LoRA [q,v] run on tweet_sentiment that kept `checkpoints/best.ckpt` (A and B
-only), in results/embedded_rank/runs (GPU, bf16: ranks 4 and 64), results/embedded_methods/runs
-(rank 8: the embedded_rank rank-8 [q,v] cell is the same configuration, trained once there) and
-results/section7/runs (rank 8, seed 0, retrained on the CPU in fp32: embedded_methods' LoRA
-checkpoints of the committed seeds stayed on the GPU machine); the first folder holding a (rank,
-seed) wins. As the paper: Fig. 3 compares r = 8 with r = 64, Fig. 4 two seeds at r = 64,
-Table 7 r = 4 and r = 64. Every seed present is used; the pairs, and why seed pairs do not
-overlap: section7_pairs.py. Written into results/section7/:
+only), in results/embedded_rank/runs (GPU, bf16, gradient norm clipped at 1: ranks 4 and 64)
+and results/embedded_methods/runs (rank 8: the embedded_rank rank-8 [q,v] cell is the same
+configuration, trained once there); the first folder holding a (rank, seed) wins. (The CPU
+rank-8 run in results/section7/runs predates the clipped sweeps and is no longer a source: it
+stays as the checkpoint-format fixture of tests/test_training_module.py.) As the paper: Fig. 3
+compares r = 8 with r = 64, Fig. 4 two seeds at r = 64, Table 7 r = 4 and r = 64. Every seed
+present is used; the pairs, and why seed pairs do not overlap: section7_pairs.py.
+Written into results/section7/:
 
     subspace_pairs.csv    φ(A_a, A_b, i, j) (Eq. 4: ‖U_aⁱᵀ U_bʲ‖²_F / min(i, j)) and the Gaussian
                           control at (1,1), (1,64), (8,8), (8,64) for every pair, layer and weight
