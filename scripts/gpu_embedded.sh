@@ -47,6 +47,7 @@ fi
 # before it.
 source scripts/run_name.sh
 JOBS=$(mktemp)
+trap 'rm -f "$JOBS"' EXIT
 declare -A NEXT_NUMBER QUEUED
 GROUP=0
 for item in "$@"; do
