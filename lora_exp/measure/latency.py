@@ -181,6 +181,9 @@ def run_latency(
                     "rank": variant_info["rank"],
                     "adapter_params": variant_info["params"],
                     "trials": s["n"],
+                    # every trial, in trial order: trial t of each variant ran in the same
+                    # rotation as trial t of the base, the pairs the claims' interval resamples
+                    "ms_trials": [round(t, 4) for t in times[(name, mode)]],
                 }
             )
             log(

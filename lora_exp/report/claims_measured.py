@@ -35,6 +35,7 @@ the ratio taken within one benchmark run (two runs: inconclusive):
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -43,7 +44,7 @@ import pandas as pd
 from lora_exp.errors import UserError
 from lora_exp.report import section7_pairs
 from lora_exp.report import verdicts as V
-from lora_exp.report.intervals import difference, median_interval
+from lora_exp.report.intervals import Interval, difference, median_interval, ratio_interval
 
 SPEEDUP, MEMORY = 1.25, 0.29
 FLOOR_PCT = 1.0
@@ -120,11 +121,41 @@ def section7_rows(root: Path) -> list:
     return rows
 
 
+def latency_trials(root: Path) -> dict[tuple, list[float]]:
+    """{(batch, seq, mode, variant): the trials' ms in trial order} from the benchmark's latest
+    record under results/table1_latency/runs (the run its table.csv was written by); empty
+    without one, or for a record from before the trials were kept."""
+    paths = sorted((Path(root) / "results" / "table1_latency" / "runs").rglob("record.json"))
+    records = [json.loads(p.read_text()) for p in paths]
+    if not records:
+        return {}
+    record = max(records, key=lambda r: r.get("finished_at") or "")
+    return {
+        (int(e["batch_size"]), int(e["seq_len"]), e["mode"], e["variant"]): e["ms_trials"]
+        for e in record.get("latency") or []
+        if e.get("ms_trials")
+    }
+
+
+def overhead_interval(trials: dict, key: tuple, point_pct: float) -> tuple[Interval, str]:
+    """Δ% of a variant over the base with its interval, and the n text: the paired bootstrap of
+    the ratio of medians over the trials when the record holds them, else the table's point
+    value as a degenerate interval (judged by the same rule, said so in n)."""
+    b, s, mode, _ = key
+    ours, base = trials.get(key), trials.get((b, s, mode, "base"))
+    if ours and base and len(ours) == len(base):
+        r = ratio_interval(ours, base, paired=True)
+        pct = Interval((r.estimate - 1) * 100, (r.lo - 1) * 100, (r.hi - 1) * 100, r.n)
+        return pct, f"{r.n} trials, paired"
+    return Interval(point_pct, point_pct, point_pct, 1), "1 run, no per-trial timings"
+
+
 def latency_rows(root: Path) -> list:
     path = Path(root) / "results" / "table1_latency" / "table.csv"
     if not path.exists():
         raise UserError(f"claims: {path} is missing: run the Table 1 benchmark")
     lat = pd.read_csv(path)
+    trials = latency_trials(root)
     rows = []
     shapes = sorted(
         {(b, s) for b, s in zip(lat["batch_size"], lat["seq_len"], strict=True)}, reverse=True
@@ -143,23 +174,43 @@ def latency_rows(root: Path) -> list:
                 row = get(variant)
                 if row is None:
                     continue
-                pct = float(row["overhead_pct"])
-                if math.isnan(floor):
-                    verdict = V.INCONCLUSIVE
-                elif adds:
-                    verdict = V.HOLDS if pct > floor else V.FAILS
-                else:
-                    verdict = V.HOLDS if abs(pct) <= floor else V.FAILS if pct > floor else V.HOLDS
-                rule = "Δ% > F" if adds else "−F ≤ Δ% ≤ F"
+                pct, n = overhead_interval(
+                    trials, (int(b), int(s), mode, variant), float(row["overhead_pct"])
+                )
+                verdict = latency_verdict(pct, floor, adds)
+                rule = "Δ% > F" if adds else "Δ% ≤ F"
                 shown = (
-                    f"{pct:+.1f}% (F = {floor:.1f}%; {row['ms_median']:.2f} ms, p10-p90 "
-                    f"{row['ms_p10']:.2f}-{row['ms_p90']:.2f})"
+                    f"{interval_text(pct, '+.1f', '%')} (F = {floor:.1f}%; "
+                    f"{row['ms_median']:.2f} ms, p10-p90 {row['ms_p10']:.2f}-{row['ms_p90']:.2f})"
                 )
                 claim = "adds latency" if adds else "adds no latency"
-                rows.append(
-                    _row(f"{variant} {claim}, {b}x{s}, {mode}", rule, "1 run", shown, verdict)
-                )
+                rows.append(_row(f"{variant} {claim}, {b}x{s}, {mode}", rule, n, shown, verdict))
     return rows
+
+
+def interval_text(interval: Interval, spec: str, unit: str) -> str:
+    """'1.48× [1.47, 1.49]'; a degenerate interval (one value) prints its value alone."""
+    text = f"{interval.estimate:{spec}}{unit}"
+    if interval.n > 1:
+        text += f" [{interval.lo:{spec}}, {interval.hi:{spec}}]"
+    return text
+
+
+def at_least(interval: Interval, threshold: float) -> str:
+    """holds: the whole interval ≥ threshold; does not hold: the whole interval below it."""
+    if interval.lo >= threshold:
+        return V.HOLDS
+    return V.FAILS if interval.hi < threshold else V.INCONCLUSIVE
+
+
+def latency_verdict(pct: Interval, floor: float, adds: bool) -> str:
+    """The module's (e) rule on the interval of Δ%: F is the noise floor of the rotation."""
+    if math.isnan(floor):
+        return V.INCONCLUSIVE
+    if adds:  # "adds latency": the whole interval above the floor
+        return V.HOLDS if pct.lo > floor else V.FAILS if pct.hi <= floor else V.INCONCLUSIVE
+    # "adds no latency" is one-sided: faster than the base adds none either
+    return V.HOLDS if pct.hi <= floor else V.FAILS if pct.lo > floor else V.INCONCLUSIVE
 
 
 def efficiency_rows(root: Path) -> list:
@@ -182,25 +233,40 @@ def efficiency_rows(root: Path) -> list:
                 lo.loc[lo["tokens_per_s"].idxmax()],
             )
             one_run = f_best["run"] == l_best["run"]
-            speed = l_best["tokens_per_s"] / f_best["tokens_per_s"]
+            speed, n = speed_interval(f_best, l_best)
             memory = l_best["peak"] / f_best["peak"]
             modes = f"LoRA {mode_of(l_best['impl'])}, full FT {mode_of(f_best['impl'])}"
             where = f"run {l_best['run']}" if one_run else "two runs"
-            for what, value, ok, rule in (
-                ("speed", speed, speed >= SPEEDUP, f"ratio ≥ {SPEEDUP}"),
-                ("memory", memory, memory <= MEMORY, f"ratio ≤ {MEMORY}"),
-            ):
-                verdict = (V.HOLDS if ok else V.FAILS) if one_run else V.INCONCLUSIVE
+            # the peak allocated bytes are exact (the same allocations every step): a point
+            memory_verdict = V.HOLDS if memory <= MEMORY else V.FAILS
+            for what, rule, count, shown, verdict in (
+                ("speed", f"ratio ≥ {SPEEDUP}", n, interval_text(speed, ".2f", "×"),
+                 at_least(speed, SPEEDUP)),
+                ("memory", f"ratio ≤ {MEMORY}", "1 run, exact",
+                 f"{memory:.2f}× (peak allocated)", memory_verdict),
+            ):  # fmt: skip
                 rows.append(
                     _row(
                         f"{what} LoRA / full FT, {model} {seq}",
                         rule,
-                        "1 run",
-                        f"{value:.2f}× ({modes}; {where})",
-                        verdict,
+                        count,
+                        f"{shown} ({modes}; {where})",
+                        verdict if one_run else V.INCONCLUSIVE,
                     )
                 )
     return rows
+
+
+def speed_interval(full_ft: pd.Series, lora: pd.Series) -> tuple[Interval, str]:
+    """tokens/s LoRA / full FT (= full FT's median step time / LoRA's, same batch and length)
+    with the bootstrap interval over each method's timed steps (unpaired: the two ran one after
+    the other); a row without step times (a cut run's log) is a degenerate interval."""
+    ft, lo = full_ft.get("step_times_ms"), lora.get("step_times_ms")
+    if isinstance(ft, list) and isinstance(lo, list) and ft and lo:
+        r = ratio_interval(ft, lo, paired=False)
+        return r, f"{len(lo)} / {len(ft)} steps"
+    ratio = float(lora["tokens_per_s"] / full_ft["tokens_per_s"])
+    return Interval(ratio, ratio, ratio, 1), "1 run, no step times"
 
 
 MEASURED = {"section7": section7_rows, "latency": latency_rows, "efficiency": efficiency_rows}

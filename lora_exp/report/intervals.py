@@ -102,6 +102,35 @@ def unpaired_interval(
     return Interval(estimate, lo, hi, int(min(x.size, y.size)), paired=False)
 
 
+def ratio_interval(
+    a,
+    b,
+    paired: bool,
+    resamples: int = RESAMPLES,
+    seed: int = SEED,
+    confidence: float = CONFIDENCE,
+) -> Interval:
+    """median(a) / median(b) of two benchmark samples (timings), with its percentile bootstrap
+    interval: the claims about speed are ratios, so the statistic is the ratio of medians that
+    the benchmark's own tables print, resampled.
+
+    Args:
+        paired: a[t] and b[t] were measured in the same round t (Table 1's interleaved trials):
+            resample rounds, keeping each pair; else (two loops run one after the other) resample
+            each sample independently.
+    """
+    x, y = _values(a, "sample a"), _values(b, "sample b")
+    if paired and x.size != y.size:
+        raise UserError(f"paired samples need one value per round each, got {x.size} and {y.size}")
+    rng = np.random.default_rng(seed)
+    ix = rng.integers(0, x.size, size=(resamples, x.size))
+    iy = ix if paired else rng.integers(0, y.size, size=(resamples, y.size))
+    stats = np.median(x[ix], axis=1) / np.median(y[iy], axis=1)
+    lo, hi = _quantiles(stats, confidence)
+    estimate = float(np.median(x) / np.median(y))
+    return Interval(estimate, lo, hi, int(min(x.size, y.size)), paired=paired)
+
+
 def difference(
     a: dict, b: dict, resamples: int = RESAMPLES, seed: int = SEED, confidence: float = CONFIDENCE
 ) -> Interval:
