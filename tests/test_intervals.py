@@ -10,7 +10,12 @@ import pytest
 
 from lora_exp.errors import UserError
 from lora_exp.report import collapse
-from lora_exp.report.intervals import difference, median_interval, unpaired_interval
+from lora_exp.report.intervals import (
+    difference,
+    median_interval,
+    ratio_interval,
+    unpaired_interval,
+)
 
 
 def test_constant_sample_gives_a_point_interval():
@@ -141,3 +146,27 @@ def test_the_unclipped_note_appears_only_with_unclipped_runs():
     assert "runs_unclipped" not in "\n".join(collapse.rates_markdown(rows))
     rows.append({**rows[0], "study": "embedded_rank/runs_unclipped"})
     assert "`<study>/runs_unclipped`" in "\n".join(collapse.rates_markdown(rows))
+
+
+def test_a_paired_ratio_keeps_each_round_together():
+    # every round's a is exactly twice its b, while the rounds themselves vary a lot: resampling
+    # rounds as pairs gives exactly 2; resampling each sample alone mixes slow and fast rounds
+    b = [1.0, 3.0, 5.0, 7.0, 9.0, 11.0]
+    a = [2 * v for v in b]
+    paired = ratio_interval(a, b, paired=True)
+    assert (paired.estimate, paired.lo, paired.hi, paired.n, paired.paired) == (2, 2, 2, 6, True)
+    unpaired = ratio_interval(a, b, paired=False)
+    assert unpaired.estimate == 2 and unpaired.lo < 2 < unpaired.hi and not unpaired.paired
+
+
+def test_a_ratio_interval_is_seeded_and_covers_its_estimate():
+    a, b = [10.0, 10.5, 9.8, 10.2, 11.0], [8.0, 8.1, 7.9, 8.3, 8.0, 7.7]
+    first, second = ratio_interval(a, b, paired=False), ratio_interval(a, b, paired=False)
+    assert first == second
+    assert first.estimate == pytest.approx(10.2 / 8.0)  # median of b: 8.0
+    assert first.lo <= first.estimate <= first.hi
+
+
+def test_paired_ratio_samples_must_be_the_same_length():
+    with pytest.raises(UserError, match="one value per round"):
+        ratio_interval([1.0, 2.0], [1.0], paired=True)

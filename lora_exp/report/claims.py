@@ -180,7 +180,7 @@ def section(claim: Claim, setup: str, rows: list[Row], places: int) -> list[str]
 
 
 def claims_markdown(root: Path) -> str:
-    from lora_exp.report.claims_measured import MEASURED
+    from lora_exp.report.claims_measured import MEASURED, MEASURED_ON
 
     summary, sections = [], []
     for claim in CLAIMS:
@@ -190,6 +190,8 @@ def claims_markdown(root: Path) -> str:
             setup += f"; trained on {devices}"
         else:
             rows, places = MEASURED[claim.source](root), 3 if claim.source == "section7" else 2
+            if claim.source in MEASURED_ON:
+                setup += f"; measured on {MEASURED_ON[claim.source](root)}"
         verdicts = claim_verdicts(rows)
         shown = " / ".join(f"**{v}** ({s})" for s, v in verdicts.items())
         summary.append(f"| ({claim.key}) {claim.paper} | {setup} | {shown} | {links_text(claim)} |")

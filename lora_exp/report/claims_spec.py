@@ -166,7 +166,7 @@ CLAIMS = (
         "e",
         "Table 1: merged LoRA adds no inference latency; adapters add up to ~30% at batch 1 "
         "(AdapterH +30.3%, AdapterL +20.7% at 1x128)",
-        "GPT-2 medium, random weights, fp16, 100 trials interleaved in rotating order, H200",
+        "GPT-2 medium, random weights, fp16, 100 trials interleaved in rotating order",
         (
             ("table", "table1_latency/table.md"),
             ("report", "table1_latency/report.md"),
@@ -180,7 +180,7 @@ CLAIMS = (
         "Sec. 4.2 (GPT-3 175B): LoRA trains 25% faster than full FT (43.1 vs 32.5 tokens/s per "
         "V100), VRAM 1.2 TB -> 350 GB (0.29x), checkpoint 350 GB -> 35 MB",
         "roberta-large / gpt2-medium, random weights, batch 32, bf16 autocast, fused AdamW, "
-        "each method in its fastest mode, both rows from one benchmark run, H200",
+        "each method in its fastest mode, both rows from one benchmark run",
         (("table", "efficiency/table.md"), ("targets", "efficiency/targets.md")),
         source="efficiency",
         note="at 355M parameters activations, not weights and optimizer state, dominate memory, "

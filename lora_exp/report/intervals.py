@@ -16,6 +16,10 @@ A comparison of two cells a and b (the *difference* a − b):
     unpaired (the seed sets differ):  estimate median(a) − median(b); every resample draws a*
         from a and b* from b independently, statistic median(a*) − median(b*)
 
+A benchmark's ratio (intervals for the speed and latency claims): median(a) / median(b) of two
+samples of timings, each resample drawing the same rounds t from both when a_t and b_t were
+measured in the same round (paired), else each sample on its own (`ratio_interval`).
+
 Runs are never dropped to force a pairing: a comparison with any unmatched seed is unpaired, and
 says so. Collapsed runs (collapse.py) stay in: an interval over all runs is the honest one, and a
 cell with a collapsed seed gets a wide interval, which is the point.
