@@ -19,9 +19,10 @@ present; the pairs and the summaries over them: section7_pairs.py):
 runs/): each variant's overhead over the base, Δ% = (median(variant) / median(base) − 1) · 100,
 with the percentile bootstrap interval of that ratio that resamples the 100 trials as pairs
 (intervals.ratio_interval: trial t of a variant and of the base ran in the same rotation, so a
-slow round moves both). The replicates are trials, not seeds: the weights are random and the
-timing does not depend on them. The noise floor F = max(1%, |Δ% of the control|), the control an
-identical copy of the base measured in the same rotation (what placement alone does):
+slow round moves both). The replicates are trials, not seeds: the weights are random, and a
+seed changes their values, not the kernels that run. The noise floor F = max(1%, |Δ% of the
+control|), the control an identical copy of the base measured in the same rotation (what
+placement alone does):
 
     merged LoRA adds no latency   holds: hi ≤ F      does not hold: lo > F     (one-sided: a
                                   variant faster than the base adds no latency either)
