@@ -24,18 +24,21 @@ import statistics
 from pathlib import Path
 
 from lora_exp.report.collapse import cell_label, is_collapsed, study_records
+from lora_exp.report.collapse_probes import CLIP_NORM, clip_of
 from lora_exp.report.intervals import RESAMPLES, difference
-from lora_exp.report.load import record_row
+from lora_exp.report.load import is_percent, record_row
 
 UNCLIPPED = "runs_unclipped"
-CLIP_NORM = 1.0
 
 
 def table_score(record: dict) -> float | None:
     """The record's test score on its task's table metric, x100 where the tables scale it."""
     row = record_row(record, "test")
-    value = row.get(f"metric:{row['table_metric']}")
-    return None if value is None else value * 100
+    metric = row["table_metric"]
+    value = row.get(f"metric:{metric}")
+    if value is None:
+        return None
+    return value * 100 if is_percent(metric) else value
 
 
 def arms(results: Path, artifacts) -> dict[tuple[str, str], dict[str, dict[int, dict]]]:
@@ -46,7 +49,7 @@ def arms(results: Path, artifacts) -> dict[tuple[str, str], dict[str, dict[int, 
         artifact, _, folder = study.partition("/")
         if not (Path(results) / artifact / UNCLIPPED).is_dir():
             continue
-        clip = ((record.get("config") or {}).get("trainer") or {}).get("gradient_clip_val")
+        clip = clip_of(record)
         if folder == UNCLIPPED and clip is None:
             arm = "plain"
         elif not folder and clip == CLIP_NORM:
